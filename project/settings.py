@@ -1,0 +1,105 @@
+"""Settings of the standalone pxtserve site (`manage.py serve`).
+
+Everything deployment-specific comes from the environment, with defaults that run
+on a fresh checkout: SQLite next to the project for Django, Pixeltable's embedded
+PostgreSQL for the data, django-q2 on Django's own database for jobs.
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("PXTSERVE_VAR_DIR", BASE_DIR / "var"))
+
+# A fixed key is fine for local use only; a deployment sets DJANGO_SECRET_KEY.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "pxtserve-local-development-key-change-me")
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "ninja",
+    "django_q",
+    "pxtserve",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # serves /static/ (Swagger UI, admin) under uvicorn with DEBUG off, offline
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+ASGI_APPLICATION = "project.asgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("PXTSERVE_DJANGO_DB", str(VAR_DIR / "django.sqlite3")),
+        # ASGI: a connection per request thread; keep none open across requests
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {"timeout": 20},
+    }
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+# WhiteNoise finds app static files itself when no collectstatic has run
+WHITENOISE_USE_FINDERS = True
+
+# django-q2: the ORM broker needs nothing but Django's database
+Q_CLUSTER = {
+    "name": "pxtserve",
+    "orm": "default",
+    "workers": int(os.environ.get("PXTSERVE_JOB_WORKERS", "2")),
+    "timeout": 3600,
+    "retry": 3700,
+    "max_attempts": 1,
+    "catch_up": False,
+}
+
+# pxtserve: which service file this site serves (manage.py serve overrides it)
+PXTSERVE = {
+    "CONFIG": os.environ.get("PXTSERVE_CONFIG"),
+    "SERVICE": os.environ.get("PXTSERVE_SERVICE"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"pxtserve": {"handlers": ["console"], "level": "INFO"}},
+}

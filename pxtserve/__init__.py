@@ -1,0 +1,25 @@
+"""pxtserve: serve Pixeltable tables and queries from Django through Django Ninja.
+
+The public API is re-exported here, imported lazily so that listing "pxtserve"
+in INSTALLED_APPS does not import Pixeltable before Django is set up.
+"""
+
+from typing import Any
+
+__all__ = ["PixeltableRouter", "SqlExport", "ServiceConfig", "load_service", "build_service"]
+
+_EXPORTS = {
+    "PixeltableRouter": "pxtserve.router",
+    "SqlExport": "pxtserve.export",
+    "ServiceConfig": "pxtserve.config",
+    "load_service": "pxtserve.config",
+    "build_service": "pxtserve.service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'pxtserve' has no attribute {name!r}")

@@ -1,0 +1,53 @@
+"""pxtserve's settings, with their defaults, in one place.
+
+Read from `settings.PXTSERVE` (a dict); the serve command passes its resolved
+service to child processes through the PXTSERVE_SERVICE_JSON environment
+variable, read here too, so nothing else in the app touches os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # a service file (TOML or pyproject.toml) and the name of the service in it to serve
+    "CONFIG": None,
+    "SERVICE": None,
+    # threads that run Pixeltable calls; Pixeltable's own connection pool holds 5 + 10 overflow
+    "POOL_SIZE": 15,
+}
+
+# set by `manage.py serve` for the processes it starts (uvicorn workers, job workers)
+SERVICE_JSON_ENV = "PXTSERVE_SERVICE_JSON"
+
+
+def get(name: str) -> Any:
+    user = getattr(settings, "PXTSERVE", None) or {}
+    if name not in DEFAULTS:
+        raise KeyError(f"unknown pxtserve setting {name!r}")
+    value = user.get(name)
+    return DEFAULTS[name] if value is None else value
+
+
+def service_json_from_env() -> str | None:
+    return os.environ.get(SERVICE_JSON_ENV)
+
+
+def set_service_json_env(value: str) -> None:
+    os.environ[SERVICE_JSON_ENV] = value
+
+
+def expand_env_vars(text: str) -> str:
+    """Expand ${NAME} references; an undefined variable is an error naming it."""
+    import re
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise KeyError(name)
+        return os.environ[name]
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", replace, text)

@@ -1,0 +1,145 @@
+"""`manage.py serve`: serve a declared service (or a single endpoint given by flags) under uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from pxtserve.config import ROUTE_MODELS, ServiceConfig, ServiceConfigError, load_service, parse_service
+
+# single-endpoint flags -> route fields; which kinds accept which is checked by the route models
+_ROUTE_FLAGS = (
+    "table",
+    "path",
+    "inputs",
+    "outputs",
+    "uploadfile_inputs",
+    "match_columns",
+    "query",
+    "one_row",
+    "method",
+    "return_fileresponse",
+    "background",
+)
+_EXPORT_FLAGS = ("db_connect", "table", "db_schema", "method")
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve a Pixeltable service: `serve NAME [--config FILE]` for a declared service, or "
+        "`serve insert|update|delete|query --path /x ...` for a single endpoint."
+    )
+    # the URLconf is the service being started: system checks would build it before we choose it
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("target", help="service name, or insert/update/delete/query for one endpoint")
+        parser.add_argument("--config", help="service file (TOML or pyproject.toml); default ./pyproject.toml")
+        parser.add_argument("--host", help="bind address (default: the service's, 0.0.0.0)")
+        parser.add_argument("--port", type=int, help="bind port (default: the service's, 8000)")
+        parser.add_argument("--prefix", help="URL prefix of every route, e.g. /api")
+        parser.add_argument("--title", help="OpenAPI title (single-endpoint mode)")
+        parser.add_argument("--modules", nargs="+", help="modules to import first (single-endpoint mode)")
+        parser.add_argument("--dry-run", action="store_true", help="validate and print the service; bind no port")
+        parser.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
+        endpoint = parser.add_argument_group("single-endpoint mode")
+        endpoint.add_argument("--table")
+        endpoint.add_argument("--path")
+        endpoint.add_argument("--inputs", nargs="+")
+        endpoint.add_argument("--outputs", nargs="+")
+        endpoint.add_argument("--uploadfile-inputs", nargs="+")
+        endpoint.add_argument("--match-columns", nargs="+")
+        endpoint.add_argument("--query", help="dotted path to a @pxt.query function")
+        endpoint.add_argument("--one-row", action="store_true", default=None)
+        endpoint.add_argument("--method", choices=["get", "post"])
+        endpoint.add_argument("--return-fileresponse", action="store_true", default=None)
+        endpoint.add_argument("--background", action="store_true", default=None)
+        endpoint.add_argument("--export-sql-db-connect")
+        endpoint.add_argument("--export-sql-table")
+        endpoint.add_argument("--export-sql-db-schema")
+        endpoint.add_argument("--export-sql-method", choices=["insert", "update", "merge"])
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from pxtserve.service import activate, build_service
+
+        try:
+            # Pixeltable reports progress on stdout; keep stdout for our own output (--json must parse)
+            with contextlib.redirect_stdout(sys.stderr):
+                config = self._service_config(options)
+                built = build_service(config) if options["dry_run"] else activate(config)
+        except ServiceConfigError as exc:
+            raise CommandError(str(exc)) from None
+        if options["dry_run"]:
+            description = built.describe()
+            self.stdout.write(json.dumps(description, indent=2) if options["json"] else _as_text(description))
+            return
+        self._run(config)
+
+    def _service_config(self, options: dict[str, Any]) -> ServiceConfig:
+        target = options["target"]
+        given = {flag: options[flag] for flag in _ROUTE_FLAGS if options[flag] is not None}
+        export = {f: options[f"export_sql_{f}"] for f in _EXPORT_FLAGS if options[f"export_sql_{f}"] is not None}
+        if target in ROUTE_MODELS:
+            route: dict[str, Any] = {"type": target, **given}
+            if export:
+                route["export_sql"] = export
+            raw: dict[str, Any] = {"name": target, "routes": [route]}
+            if options["modules"]:
+                raw["modules"] = options["modules"]
+            if options["title"]:
+                raw["title"] = options["title"]
+            config = parse_service(raw, "command line")
+        else:
+            if given or export:
+                flags = ", ".join("--" + f.replace("_", "-") for f in [*given, *(f"export_sql_{f}" for f in export)])
+                raise ServiceConfigError(
+                    f"{flags}: single-endpoint flags need a route type (insert, update, delete or query) "
+                    f"instead of the service name {target!r}"
+                )
+            config = load_service(options["config"] or Path.cwd() / "pyproject.toml", target)
+        overrides = {k: options[k] for k in ("host", "port", "prefix") if options[k] is not None}
+        if overrides:
+            config = parse_service({**config.model_dump(), **overrides}, config.source or "command line")
+        return config
+
+    def _run(self, config: ServiceConfig) -> None:
+        import uvicorn
+        from django.core.asgi import get_asgi_application
+
+        # the embedded default: Django's SQLite database is created/migrated here, so nothing runs before serve
+        call_command("migrate", interactive=False, verbosity=0)
+        shown_host = "localhost" if config.host in ("0.0.0.0", "::", "") else config.host
+        base = f"http://{shown_host}:{config.port}{config.prefix}"
+        self.stdout.write(f"Serving {config.name!r} at {base}/  (docs: {base}/docs)")
+        self.stdout.flush()
+        try:
+            uvicorn.run(get_asgi_application(), host=config.host, port=config.port, log_level="info", lifespan="off")
+        finally:
+            _shutdown()
+
+
+def _shutdown() -> None:
+    from pxtserve.executor import shutdown_pool
+    from pxtserve.export import dispose_engines
+
+    shutdown_pool()
+    dispose_engines()
+
+
+def _as_text(description: dict[str, Any]) -> str:
+    lines = [
+        f"service {description['name']!r} ({description['title']}) from {description['source']}",
+        f"  listens on {description['host']}:{description['port']}, prefix {description['prefix'] or '/'!r}, "
+        f"docs at {description['docs']}",
+    ]
+    for route in description["routes"]:
+        extra = {k: v for k, v in route.items() if k not in ("type", "method", "path") and v not in (None, False, [])}
+        lines.append(f"  {route['method']:<5} {route['path']:<28} {route['type']:<7} " + json.dumps(extra))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,131 @@
+"""Media values in responses: local files become absolute URLs to the media view,
+and the media view serves files from Pixeltable's own directories only.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import urllib.parse
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import PIL.Image
+from django.http import FileResponse, Http404, HttpRequest
+from django.urls import reverse
+
+
+@lru_cache(maxsize=1)
+def media_roots() -> tuple[Path, tuple[Path, ...]]:
+    """Pixeltable's home and the directories under it that media URLs may point into.
+
+    Pixeltable has no public accessor for its media, tmp and file-cache
+    directories, so they come from its Env.
+    """
+    from pixeltable.env import Env
+
+    env = Env.get()
+    home = env.media_dir.resolve().parent
+    return home, (env.media_dir.resolve(), env.tmp_dir.resolve(), env.file_cache_dir.resolve())
+
+
+def _is_inside_roots(resolved: Path) -> bool:
+    _, roots = media_roots()
+    return any(resolved == root or root in resolved.parents for root in roots)
+
+
+def local_media_path(value: str) -> Path | None:
+    """The local file a media value names (a file:// URL or an absolute path), or None."""
+    if value.startswith("file:"):
+        parsed = urllib.parse.urlparse(value)
+        return Path(urllib.parse.unquote(parsed.path))
+    if os.path.isabs(value):
+        return Path(value)
+    return None
+
+
+def save_image_to_tmp(image: PIL.Image.Image) -> str:
+    """Write an in-memory image (a non-stored computed column) to Pixeltable's tmp dir."""
+    from pixeltable.utils.local_store import TempStore  # no public way to get a tmp path in Pixeltable's store
+
+    fmt = "png" if image.mode in ("RGBA", "LA", "P") else "jpeg"
+    dest = TempStore.create_path(extension=f".{fmt}")
+    image.save(dest, format=fmt)
+    return dest.as_uri()
+
+
+class MediaUrls:
+    """Builds absolute URLs to the media view for one request.
+
+    The URL is reversed in the request's own URL namespace, so it is right under
+    whatever prefix the router is mounted at.
+    """
+
+    def __init__(self, request: HttpRequest | None, url_name: str, base_url: str | None = None) -> None:
+        self._base = base_url
+        if self._base is None and request is not None:
+            namespace = request.resolver_match.namespace if request.resolver_match else ""
+            name = f"{namespace}:{url_name}" if namespace else url_name
+            self._base = request.build_absolute_uri(reverse(name, kwargs={"path": "_"}))[:-1]
+
+    @property
+    def base_url(self) -> str | None:
+        return self._base
+
+    def url_for(self, value: Any) -> Any:
+        """A media value as the client should see it: a URL string (or None)."""
+        if value is None:
+            return None
+        if isinstance(value, PIL.Image.Image):
+            value = save_image_to_tmp(value)
+        if not isinstance(value, str):
+            return value
+        path = local_media_path(value)
+        if path is None:
+            return value  # an http(s) or object-store URL the client can use as is
+        resolved = path.resolve()
+        if not _is_inside_roots(resolved) or self._base is None:
+            return value
+        home, _ = media_roots()
+        rel = resolved.relative_to(home).as_posix()
+        return self._base + urllib.parse.quote(rel, safe="/")
+
+
+def local_file_for(value: Any) -> Path | None:
+    """The local file behind a media value, for file responses."""
+    if isinstance(value, PIL.Image.Image):
+        value = save_image_to_tmp(value)
+    if not isinstance(value, str):
+        return None
+    path = local_media_path(value)
+    return path if path is not None and path.is_file() else None
+
+
+def resolve_media_request(rel_path: str) -> Path:
+    """The file a media URL names, or Http404 when it lies outside the media directories.
+
+    Resolving first (symlinks and `..` included) and then checking containment
+    is what keeps `../`, absolute paths and symlinks out of the store from
+    escaping it.
+    """
+    home, _ = media_roots()
+    if not rel_path or rel_path.startswith("/") or "\x00" in rel_path:
+        raise Http404("not found")
+    resolved = (home / rel_path).resolve()
+    if not _is_inside_roots(resolved) or not resolved.is_file():
+        raise Http404("not found")
+    return resolved
+
+
+def file_response(path: Path, *, as_attachment: bool = False) -> FileResponse:
+    content_type, _ = mimetypes.guess_type(path.name)
+    return FileResponse(
+        open(path, "rb"),  # noqa: SIM115 - FileResponse closes it
+        content_type=content_type or "application/octet-stream",
+        as_attachment=as_attachment,
+        filename=path.name,
+    )
+
+
+MediaUrlBuilder = Callable[[Any], Any]

@@ -1,0 +1,180 @@
+"""PixeltableRouter: a Ninja router whose routes are Pixeltable operations.
+
+Every entry point (TOML, CLI flags, Python) ends in the add_*_route methods
+here; each route kind lives in its own module under pxtserve/routes/.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import pixeltable as pxt
+from ninja import Router
+
+from pxtserve import schemas
+from pxtserve.errors import RouteDefinitionError
+from pxtserve.routes.base import RouteOperation
+from pxtserve.routes.delete import build_delete
+from pxtserve.routes.insert import build_insert
+from pxtserve.routes.query import build_query
+from pxtserve.routes.update import build_update
+from pxtserve.views import make_operation_view, media_view
+
+_router_ids = itertools.count(1)
+
+# path prefixes the router serves itself
+RESERVED_PREFIXES = ("/media/", "/jobs/")
+
+_ERROR_STATUSES = (400, 404, 409, 500)
+
+
+class PixeltableRouter(Router):
+    """A `ninja.Router` serving Pixeltable tables and queries.
+
+    Mount it like any router: `api.add_router("/pxt", router)`. Media files
+    of its responses are served under `<mount>/media/...`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.router_id = next(_router_ids)
+        self.operations: list[RouteOperation] = []
+        self.media_url_name = f"pxtserve_media_{self.router_id}"
+        self.add_api_operation(
+            "/media/{path:path}",
+            ["GET"],
+            media_view,
+            url_name=self.media_url_name,
+            operation_id=f"pxtserve_media_{self.router_id}",
+            include_in_schema=False,
+        )
+
+    # --- the route kinds -------------------------------------------------------------
+
+    def add_insert_route(
+        self,
+        t: pxt.Table | str,
+        *,
+        path: str,
+        inputs: Sequence[str] | None = None,
+        uploadfile_inputs: Sequence[str] | None = None,
+        outputs: Sequence[str] | None = None,
+        return_fileresponse: bool = False,
+        export_sql: Any = None,
+        background: bool = False,
+    ) -> RouteOperation:
+        """POST `path` inserts one row into `t` and answers with its `outputs` (computed columns included)."""
+        return self.add_operation(
+            build_insert(
+                t,
+                path=path,
+                inputs=inputs,
+                uploadfile_inputs=uploadfile_inputs,
+                outputs=outputs,
+                return_fileresponse=return_fileresponse,
+                export_sql=export_sql,
+                background=background,
+            )
+        )
+
+    def add_update_route(
+        self,
+        t: pxt.Table | str,
+        *,
+        path: str,
+        inputs: Sequence[str] | None = None,
+        outputs: Sequence[str] | None = None,
+        return_fileresponse: bool = False,
+        export_sql: Any = None,
+        background: bool = False,
+    ) -> RouteOperation:
+        """POST `path` updates the row with the body's primary key and answers with its `outputs`."""
+        return self.add_operation(
+            build_update(
+                t,
+                path=path,
+                inputs=inputs,
+                outputs=outputs,
+                return_fileresponse=return_fileresponse,
+                export_sql=export_sql,
+                background=background,
+            )
+        )
+
+    def add_delete_route(
+        self,
+        t: pxt.Table | str,
+        *,
+        path: str,
+        match_columns: Sequence[str] | None = None,
+        background: bool = False,
+    ) -> RouteOperation:
+        """POST `path` deletes the rows equal to the body on `match_columns` (default: the primary key)."""
+        return self.add_operation(build_delete(t, path=path, match_columns=match_columns, background=background))
+
+    def add_query_route(
+        self,
+        *,
+        path: str,
+        query: Any,
+        inputs: Sequence[str] | None = None,
+        uploadfile_inputs: Sequence[str] | None = None,
+        one_row: bool = False,
+        return_fileresponse: bool = False,
+        background: bool = False,
+        method: Literal["get", "post"] = "post",
+    ) -> RouteOperation:
+        """`method` `path` runs a @pxt.query function (or a dotted path to one) with the request's arguments."""
+        return self.add_operation(
+            build_query(
+                path=path,
+                query=query,
+                inputs=inputs,
+                uploadfile_inputs=uploadfile_inputs,
+                one_row=one_row,
+                return_fileresponse=return_fileresponse,
+                background=background,
+                method=method,
+            )
+        )
+
+    # --- registration ------------------------------------------------------------------
+
+    def add_operation(self, operation: RouteOperation) -> RouteOperation:
+        """Register a built operation as a Ninja operation of this router."""
+        if any(operation.path.startswith(p) or operation.path == p.rstrip("/") for p in RESERVED_PREFIXES):
+            raise RouteDefinitionError(
+                f"path {operation.path!r} is reserved: pxtserve serves {', '.join(RESERVED_PREFIXES)} itself",
+                field="path",
+            )
+        for existing in self.operations:
+            if (existing.method, existing.path) == (operation.method, operation.path):
+                raise RouteDefinitionError(
+                    f"another route already serves {operation.display_name}", field="path"
+                )
+        index = len(self.operations)
+        response: Any = {code: schemas.ErrorResponse for code in _ERROR_STATUSES}
+        openapi_extra: dict[str, Any] | None = None
+        if operation.response_model is Path:
+            openapi_extra = {
+                "responses": {"200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}}
+            }
+        else:
+            response[200] = operation.response_model
+        self.add_api_operation(
+            operation.path,
+            [operation.method],
+            make_operation_view(operation, self.media_url_name),
+            response=response,
+            operation_id=f"pxtserve_{self.router_id}_{index}_{operation.kind}",
+            url_name=f"pxtserve_{self.router_id}_{index}",
+            summary=operation.summary,
+            openapi_extra=openapi_extra,
+        )
+        self.operations.append(operation)
+        return operation
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [op.describe() for op in self.operations]

@@ -1,0 +1,1 @@
+"""One module per route kind; each turns a declaration into a RouteOperation."""

@@ -1,0 +1,109 @@
+"""A declared service turned into a served NinjaAPI, and the one this process serves."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pixeltable as pxt
+from django.urls import URLPattern, URLResolver, path
+from ninja import NinjaAPI
+
+from pxtserve import conf
+from pxtserve.config import ServiceConfig, ServiceConfigError, load_service
+from pxtserve.errors import RouteDefinitionError
+from pxtserve.router import PixeltableRouter
+
+_api_ids = itertools.count(1)
+
+
+@dataclass
+class BuiltService:
+    config: ServiceConfig
+    api: NinjaAPI
+    router: PixeltableRouter
+
+    def urlpatterns(self) -> list[URLPattern | URLResolver]:
+        prefix = self.config.prefix.strip("/")
+        return [path(f"{prefix}/" if prefix else "", self.api.urls)]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.config.name,
+            "title": self.config.title,
+            "source": self.config.source,
+            "prefix": self.config.prefix,
+            "host": self.config.host,
+            "port": self.config.port,
+            "docs": f"{self.config.prefix}/docs",
+            "modules": self.config.modules,
+            "routes": self.router.describe(),
+        }
+
+
+def build_service(config: ServiceConfig) -> BuiltService:
+    """Import the service's modules and register every route; any problem is a ServiceConfigError naming it."""
+    for module in config.modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # whatever the module raises, the user needs to know which one and why
+            raise config.error(f"cannot import module {module!r}: {type(exc).__name__}: {exc}", field="modules") from exc
+    router = PixeltableRouter()
+    for index, route in enumerate(config.routes):
+        try:
+            route.register(router)
+        except RouteDefinitionError as exc:
+            raise config.error(exc.message, index=index, field=exc.field) from exc
+        except pxt.Error as exc:
+            raise config.error(str(exc), index=index) from exc
+    api = NinjaAPI(
+        title=config.title,
+        version="1.0",
+        urls_namespace=f"pxtserve-{next(_api_ids)}",
+        docs_url="/docs",
+    )
+    api.add_router("", router)
+    return BuiltService(config=config, api=api, router=router)
+
+
+_active: BuiltService | None = None
+_active_lock = threading.Lock()
+
+
+def activate(config: ServiceConfig) -> BuiltService:
+    """Build `config` and make it the service this process's URLconf serves."""
+    global _active
+    built = build_service(config)
+    with _active_lock:
+        _active = built
+    conf.set_service_json_env(config.model_dump_json())
+    return built
+
+
+def configured_service() -> ServiceConfig | None:
+    """The service this process was told to serve: by `manage.py serve` or by settings.PXTSERVE."""
+    raw = conf.service_json_from_env()
+    if raw:
+        config = ServiceConfig.model_validate_json(raw)
+        return config
+    path, name = conf.get("CONFIG"), conf.get("SERVICE")
+    if path is None:
+        return None
+    return load_service(path, name)
+
+
+def active_service() -> BuiltService | None:
+    """The served service, built on first use from the configuration when not activated yet."""
+    global _active
+    with _active_lock:
+        if _active is None:
+            config = configured_service()
+            if config is not None:
+                _active = build_service(config)
+        return _active
+
+
+__all__ = ["BuiltService", "ServiceConfigError", "activate", "active_service", "build_service"]

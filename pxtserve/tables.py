@@ -1,0 +1,101 @@
+"""What a route needs to know about a Pixeltable table, read through the public API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pixeltable as pxt
+from pixeltable import type_system as ts
+
+from pxtserve.errors import ApiError, RouteDefinitionError
+
+SCHEMA_CHANGED_MESSAGE = "table schema changed since the route was registered; please restart the service"
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    col_type: ts.ColumnType
+    is_computed: bool
+    is_primary_key: bool
+    comment: str | None
+
+    @property
+    def is_media(self) -> bool:
+        return self.col_type.is_media_type()
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    table: pxt.Table
+    path: str
+    kind: str  # 'table', 'view', 'snapshot'
+    columns: dict[str, ColumnInfo]
+    primary_key: list[str]
+    schema_version: int
+
+    @classmethod
+    def of(cls, table: pxt.Table | str) -> TableInfo:
+        tbl = resolve_table(table)
+        md = tbl.get_metadata()
+        columns = {
+            name: ColumnInfo(
+                name=name,
+                col_type=tbl[name].col_type,
+                is_computed=bool(col_md["is_computed"]),
+                is_primary_key=bool(col_md["is_primary_key"]),
+                comment=col_md.get("comment"),
+            )
+            for name, col_md in md["columns"].items()
+        }
+        return cls(
+            table=tbl,
+            path=md["path"],
+            kind=md["kind"],
+            columns=columns,
+            primary_key=list(md.get("primary_key") or []),
+            schema_version=int(md["schema_version"]),
+        )
+
+    def column(self, name: str, *, field: str, what: str = "column") -> ColumnInfo:
+        if name not in self.columns:
+            raise RouteDefinitionError(
+                f"unknown {what} {name!r} in table {self.path!r} (columns: {', '.join(self.columns)})", field=field
+            )
+        return self.columns[name]
+
+    def check_schema_unchanged(self) -> None:
+        """Answer 409 if the table's schema changed (or it was dropped) since registration.
+
+        The route's request and response contract was frozen from the old schema,
+        so serving it would be wrong; a restart rebuilds it.
+        """
+        try:
+            changed = self.table.get_metadata()["schema_version"] != self.schema_version
+        except pxt.Error as exc:
+            if exc.error_code is not pxt.ErrorCode.TABLE_NOT_FOUND:
+                raise
+            changed = True
+        if changed:
+            raise ApiError(409, "SCHEMA_CHANGED", SCHEMA_CHANGED_MESSAGE)
+
+
+def resolve_table(table: pxt.Table | str) -> pxt.Table:
+    if isinstance(table, pxt.Table):
+        return table
+    if not isinstance(table, str) or not table:
+        raise RouteDefinitionError(f"expected a table path or a pxt.Table, got {table!r}", field="table")
+    try:
+        return pxt.get_table(table.replace("/", "."))
+    except pxt.Error as exc:
+        raise RouteDefinitionError(f"table {table!r} cannot be opened: {exc}", field="table") from exc
+
+
+def where_all_equal(tbl: pxt.Table, values: dict[str, Any]) -> Any:
+    """The AND of `column == value` over `values`."""
+    predicate = None
+    for name, value in values.items():
+        term = tbl[name] == value
+        predicate = term if predicate is None else predicate & term
+    return predicate
