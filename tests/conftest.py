@@ -1,0 +1,67 @@
+"""Test session setup: a throwaway PIXELTABLE_HOME, the test tables, and helpers to serve a service."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import types
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+# before anything imports pixeltable: this session's own Pixeltable instance
+os.environ.setdefault("PIXELTABLE_HOME", tempfile.mkdtemp(prefix="pxtserve-pxt-"))
+os.environ.pop("PXTSERVE_SERVICE_JSON", None)
+
+import pytest  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+
+_ids = itertools.count(1000)
+
+
+@pytest.fixture(scope="session")
+def pxt_tables() -> types.ModuleType:
+    import tests.pxt_app.schema as schema
+
+    return schema
+
+
+@pytest.fixture
+def new_id() -> Any:
+    """Unique primary keys across the session (tables are shared by all tests)."""
+    return lambda: next(_ids)
+
+
+def service_from_toml(text: str, name: str | None = None) -> Any:
+    from pxtserve.config import load_service
+
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(text)
+    return load_service(f.name, name)
+
+
+@contextmanager
+def serving(config: Any) -> Iterator[Client]:
+    """A test client whose URLconf serves `config` (built like `manage.py serve` builds it)."""
+    from pxtserve.service import build_service
+
+    built = build_service(config)
+    urlconf = types.ModuleType(f"pxtserve_test_urls_{next(_ids)}")
+    urlconf.urlpatterns = built.urlpatterns()  # type: ignore[attr-defined]
+    with override_settings(ROOT_URLCONF=urlconf):
+        yield Client()
+
+
+@pytest.fixture
+def serve(pxt_tables: types.ModuleType) -> Any:
+    """serve(toml_text) -> a Django test client serving that service."""
+    stack: list[Any] = []
+
+    def _serve(text: str) -> Client:
+        cm = serving(service_from_toml(text))
+        stack.append(cm)
+        return cm.__enter__()
+
+    yield _serve
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)

@@ -1,0 +1,43 @@
+"""Tables the tests serve, created on import (idempotently), like a user's schema module."""
+
+import pixeltable as pxt
+
+pxt.create_dir("pxtserve_test", if_exists="ignore")
+
+
+@pxt.udf
+def checked_inverse(x: int) -> float:
+    if x == 0:
+        raise ValueError("x must not be zero")
+    return 1.0 / x
+
+
+items = pxt.create_table(
+    "pxtserve_test.items",
+    {
+        "id": pxt.Required[pxt.Int],
+        "name": pxt.String,
+        "score": pxt.Float | None,
+        "meta": pxt.Json | None,
+        "tag": pxt.String | None,
+    },
+    primary_key="id",
+    if_exists="ignore",
+)
+items.add_computed_column(name_upper=items.name.upper(), if_exists="ignore")
+items.add_computed_column(score_double=items.score * 2, if_exists="ignore")
+
+nopk = pxt.create_table("pxtserve_test.nopk", {"name": pxt.String, "n": pxt.Int | None}, if_exists="ignore")
+
+fragile = pxt.create_table(
+    "pxtserve_test.fragile", {"id": pxt.Required[pxt.Int], "x": pxt.Int}, primary_key="id", if_exists="ignore"
+)
+fragile.add_computed_column(inverse=checked_inverse(fragile.x), if_exists="ignore")
+
+images = pxt.create_table(
+    "pxtserve_test.images",
+    {"id": pxt.Required[pxt.Int], "image": pxt.Image, "tag": pxt.String | None},
+    primary_key="id",
+    if_exists="ignore",
+)
+images.add_computed_column(thumb=images.image.resize((8, 8)), if_exists="ignore")
