@@ -10,6 +10,8 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PXTSERVE_VAR_DIR", BASE_DIR / "var"))
+# the embedded defaults live here: Django's SQLite database and collected static files
+(VAR_DIR / "static").mkdir(parents=True, exist_ok=True)
 
 # A fixed key is fine for local use only; a deployment sets DJANGO_SECRET_KEY.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "pxtserve-local-development-key-change-me")
