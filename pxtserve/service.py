@@ -15,6 +15,7 @@ from ninja import NinjaAPI
 from pxtserve import conf
 from pxtserve.config import ServiceConfig, ServiceConfigError, load_service
 from pxtserve.errors import RouteDefinitionError
+from pxtserve.pxtconfig import init_pixeltable_config
 from pxtserve.router import PixeltableRouter
 
 _api_ids = itertools.count(1)
@@ -46,6 +47,7 @@ class BuiltService:
 
 def build_service(config: ServiceConfig) -> BuiltService:
     """Import the service's modules and register every route; any problem is a ServiceConfigError naming it."""
+    init_pixeltable_config()
     for module in config.modules:
         try:
             importlib.import_module(module)

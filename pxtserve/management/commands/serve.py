@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from argparse import ArgumentParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
@@ -71,7 +72,7 @@ class Command(BaseCommand):
 
         try:
             # Pixeltable reports progress on stdout; keep stdout for our own output (--json must parse)
-            with contextlib.redirect_stdout(sys.stderr):
+            with _stdout_to_stderr():
                 config = self._service_config(options)
                 built = build_service(config) if options["dry_run"] else activate(config)
         except ServiceConfigError as exc:
@@ -123,6 +124,24 @@ class Command(BaseCommand):
             uvicorn.run(get_asgi_application(), host=config.host, port=config.port, log_level="info", lifespan="off")
         finally:
             _shutdown()
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send whatever is written to stdout (file descriptor 1) to stderr for a while.
+
+    Pixeltable's console logger holds the stdout stream it saw at import, so
+    redirecting sys.stdout alone is not enough; this works at the fd level.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _shutdown() -> None:

@@ -1,0 +1,152 @@
+"""`manage.py serve` as a user runs it: dry runs, bad files, single-endpoint mode, and a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "examples" / "demo" / "service.toml"
+
+
+def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {}), "DJANGO_SETTINGS_MODULE": "project.settings"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dry_run_json_describes_every_route(pxt_tables):
+    result = manage("serve", "demo", "--config", str(DEMO), "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout)
+    assert described["name"] == "demo" and described["docs"] == "/docs"
+    routes = {(r["method"], r["path"]): r for r in described["routes"]}
+    assert routes[("GET", "/notes/lookup")]["one_row"] is True
+    assert routes[("POST", "/notes/update")]["primary_key"] == ["id"]
+    assert len(routes) == 11
+
+
+def test_dry_run_text_and_overrides(pxt_tables):
+    result = manage("serve", "demo", "--config", str(DEMO), "--dry-run", "--prefix", "/v1", "--port", "9123")
+    assert result.returncode == 0, result.stderr
+    assert "prefix '/v1'" in result.stdout and "0.0.0.0:9123" in result.stdout
+    assert "GET   /notes/lookup" in result.stdout
+
+
+def test_pyproject_is_the_default_config(pxt_tables, tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[[tool.pixeltable.service]]\nname = "pp"\n[[tool.pixeltable.service.routes]]\n'
+        'type = "delete"\ntable = "pxtserve_test.items"\npath = "/d"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), "serve", "pp", "--dry-run", "--json"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "DJANGO_SETTINGS_MODULE": "project.settings"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["routes"][0]["path"] == "/d"
+
+
+def test_bad_file_exits_non_zero_with_one_message_and_no_traceback(pxt_tables, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[service]]\nname = "b"\n[[service.routes]]\ntype = "insert"\ntable = "pxtserve_test.items"\n'
+        'path = "/ok"\n[[service.routes]]\ntype = "insert"\ntable = "pxtserve_test.items"\npath = "/x"\n'
+        'outputs = ["no_such_column"]\n'
+    )
+    result = manage("serve", "b", "--config", str(bad), "--dry-run")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert f"{bad}: service 'b': route #2 (/x): field 'outputs': unknown output column 'no_such_column'" in result.stderr
+
+
+def test_single_endpoint_mode_builds_the_same_route(pxt_tables):
+    result = manage(
+        "serve", "query", "--query", "tests.pxt_app.queries.item_by_id", "--path", "/lookup",
+        "--one-row", "--method", "get", "--dry-run", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [route] = json.loads(result.stdout)["routes"]
+    assert (route["type"], route["method"], route["one_row"], route["inputs"]) == ("query", "GET", True, ["id"])
+    result = manage(
+        "serve", "insert", "--table", "pxtserve_test.items", "--path", "/i", "--inputs", "id", "name",
+        "--outputs", "id", "name_upper", "--dry-run", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [route] = json.loads(result.stdout)["routes"]
+    assert route["inputs"] == ["id", "name"] and route["outputs"] == ["id", "name_upper"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["insert", "--table", "pxtserve_test.items", "--path", "/i", "--match-columns", "id"], "field 'match_columns': unknown field"),
+        (["delete", "--table", "pxtserve_test.items", "--path", "d"], "field 'path'"),
+        (["update", "--table", "pxtserve_test.nopk", "--path", "/u"], "has no primary key"),
+        (["demo", "--table", "pxtserve_test.items"], "single-endpoint flags need a route type"),
+    ],
+)
+def test_single_endpoint_errors(pxt_tables, args, expected):
+    result = manage("serve", *args, "--dry-run")
+    assert result.returncode != 0
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_runs_a_real_http_server(pxt_tables, tmp_path, new_id):
+    port = free_port()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PXTSERVE_VAR_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "demo", "--config", str(DEMO), "--port", str(port),
+         "--host", "127.0.0.1", "--prefix", "/api", "--no-workers"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/docs", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.3)
+        key = new_id()
+        r = httpx.post(f"{base}/notes", json={"id": key, "title": "hi", "body": "there"})
+        assert r.status_code == 200, r.text
+        assert r.json()["title_upper"] == "HI"
+        assert httpx.get(f"{base}/notes/lookup", params={"id": key}).json()["body"] == "there"
+        assert httpx.post(f"{base}/notes/delete", json={"id": key}).json() == {"num_rows": 1}
+        doc = httpx.get(f"{base}/openapi.json").json()
+        assert doc["info"]["title"] == "pxtserve demo" and "/api/notes" in doc["paths"]
+    finally:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert f"Serving 'demo' at http://127.0.0.1:{port}/api/  (docs: http://127.0.0.1:{port}/api/docs)" in out

@@ -1,0 +1,174 @@
+"""export_sql on routes: TOML and CLI build the same SqlExport, rows land after the Pixeltable write,
+a failing target is a 500 naming it, and passwords stay out of output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pxtserve.config import ServiceConfigError
+
+from .conftest import serving, service_from_toml
+from .sql_targets import mariadb_url, postgres_url, sqlite_url  # noqa: F401
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def post(client, path, body):
+    return client.post(path, json.dumps(body), content_type="application/json")
+
+
+def make_target(url: str, name: str, *, pk: bool) -> sa.Table:
+    engine = sa.create_engine(url)
+    md = sa.MetaData()
+    table = sa.Table(
+        name,
+        md,
+        sa.Column("id", sa.Integer, primary_key=pk, autoincrement=False),
+        sa.Column("name", sa.String(200)),
+        sa.Column("name_upper", sa.String(200)),
+    )
+    md.drop_all(engine, [table])
+    md.create_all(engine, [table])
+    engine.dispose()
+    return table
+
+
+def rows_of(url: str, table: sa.Table) -> list[tuple]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(sa.select(table).order_by(table.c.id))]
+    engine.dispose()
+    return rows
+
+
+def toml(url: str, target: str, method: str, kind: str = "insert") -> str:
+    inputs = '["id", "name"]' if kind == "insert" else '["name"]'
+    return f"""
+[[service]]
+name = "x"
+[[service.routes]]
+type = "insert"
+table = "pxtserve_test.items"
+path = "/plain"
+inputs = ["id", "name"]
+outputs = ["id", "name", "name_upper"]
+[[service.routes]]
+type = "{kind}"
+table = "pxtserve_test.items"
+path = "/exported"
+inputs = {inputs}
+outputs = ["id", "name", "name_upper"]
+[service.routes.export_sql]
+db_connect = "{url}"
+table = "{target}"
+method = "{method}"
+"""
+
+
+@pytest.fixture(params=["sqlite_url", "postgres_url", "mariadb_url"])
+def target_url(request) -> str:
+    return request.getfixturevalue(request.param)
+
+
+def test_insert_route_exports_the_response_row(pxt_tables, target_url, new_id):
+    table = make_target(target_url, "exp_insert", pk=False)
+    with serving(service_from_toml(toml(target_url, "exp_insert", "insert"))) as client:
+        key = new_id()
+        r = post(client, "/exported", {"id": key, "name": "ex"})
+        assert r.status_code == 200, r.content
+        assert rows_of(target_url, table) == [(key, "ex", "EX")]
+
+
+def test_update_route_merges_into_the_target(pxt_tables, target_url, new_id):
+    table = make_target(target_url, "exp_merge", pk=True)
+    key = new_id()
+    with serving(service_from_toml(toml(target_url, "exp_merge", "merge", kind="update"))) as client:
+        assert post(client, "/plain", {"id": key, "name": "first"}).status_code == 200
+        assert post(client, "/exported", {"id": key, "name": "second"}).status_code == 200
+        assert rows_of(target_url, table) == [(key, "second", "SECOND")]
+        assert post(client, "/exported", {"id": key, "name": "third"}).status_code == 200
+        assert rows_of(target_url, table) == [(key, "third", "THIRD")]
+
+
+def test_export_failure_after_commit_is_500_naming_the_target_and_others_keep_working(pxt_tables, postgres_url, new_id):
+    make_target(postgres_url, "exp_gone", pk=False)
+    with serving(service_from_toml(toml(postgres_url, "exp_gone", "insert"))) as client:
+        engine = sa.create_engine(postgres_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE exp_gone"))
+        engine.dispose()
+        key = new_id()
+        r = post(client, "/exported", {"id": key, "name": "lost?"})
+        assert r.status_code == 500
+        assert r.json()["detail"]["error_code"] == "EXPORT_FAILED"
+        assert "exp_gone" in r.json()["detail"]["message"]
+        # the Pixeltable write happened first and stays (no rollback, as specified)
+        import pixeltable as pxt
+
+        t = pxt.get_table("pxtserve_test.items")
+        assert t.where(t.id == key).count() == 1
+        assert post(client, "/plain", {"id": new_id(), "name": "fine"}).status_code == 200
+
+
+def test_update_export_with_no_matching_target_row_is_500(pxt_tables, sqlite_url, new_id):
+    make_target(sqlite_url, "exp_strict", pk=True)
+    key = new_id()
+    with serving(service_from_toml(toml(sqlite_url, "exp_strict", "update", kind="update"))) as client:
+        post(client, "/plain", {"id": key, "name": "a"})
+        r = post(client, "/exported", {"id": key, "name": "b"})
+        assert r.status_code == 500
+        assert "no target row" in r.json()["detail"]["message"] or "matched" in r.json()["detail"]["message"]
+
+
+def test_missing_target_table_is_a_registration_error(pxt_tables, sqlite_url):
+    with pytest.raises(ServiceConfigError) as info:
+        with serving(service_from_toml(toml(sqlite_url, "no_such_target", "insert"))):
+            pass
+    assert "route #2 (/exported): field 'export_sql'" in str(info.value)
+    assert "no_such_target" in str(info.value)
+
+
+def test_env_vars_in_db_connect_are_expanded_and_undefined_ones_are_errors(pxt_tables, tmp_path, monkeypatch):
+    db = tmp_path / "env.db"
+    make_target(f"sqlite:///{db}", "exp_env", pk=False)
+    monkeypatch.setenv("PXTSERVE_TEST_DB_DIR", str(tmp_path))
+    config = service_from_toml(toml("sqlite:///${PXTSERVE_TEST_DB_DIR}/env.db", "exp_env", "insert"))
+    assert config.routes[1].export_sql.db_connect == f"sqlite:///{db}"
+    monkeypatch.delenv("PXTSERVE_TEST_DB_DIR")
+    with pytest.raises(ServiceConfigError, match="environment variable PXTSERVE_TEST_DB_DIR, which is not set"):
+        service_from_toml(toml("sqlite:///${PXTSERVE_TEST_DB_DIR}/env.db", "exp_env", "insert"))
+
+
+def test_password_never_in_dry_run_output_or_errors(pxt_tables, postgres_url, tmp_path):
+    make_target(postgres_url, "exp_secret", pk=False)
+    url = sa.make_url(postgres_url).set(password="hunter2-secret")  # trust auth ignores it
+    rendered = url.render_as_string(hide_password=False)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PG_PASSWORD": "hunter2-secret"}
+    service = tmp_path / "s.toml"
+    service.write_text(toml(rendered.replace("hunter2-secret", "${PG_PASSWORD}"), "exp_secret", "insert"))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "serve", "x", "--config", str(service), "--dry-run", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "hunter2-secret" not in result.stdout + result.stderr
+    export = json.loads(result.stdout)["routes"][1]["export_sql"]
+    assert export["table"] == "exp_secret" and "***" in export["db_connect"]
+    # an unreachable target: the error names it, without the password, and so does the CLI flag path
+    result = subprocess.run(
+        [sys.executable, "manage.py", "serve", "insert", "--table", "pxtserve_test.items", "--path", "/e",
+         "--inputs", "id", "name", "--outputs", "id", "name",
+         "--export-sql-db-connect", "postgresql+psycopg://u:${PG_PASSWORD}@127.0.0.1:1/nowhere",
+         "--export-sql-table", "t", "--dry-run"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "field 'export_sql'" in result.stderr and "Traceback" not in result.stderr
+    assert "hunter2-secret" not in result.stdout + result.stderr
