@@ -18,6 +18,8 @@ DEFAULTS: dict[str, Any] = {
     "SERVICE": None,
     # threads that run Pixeltable calls; Pixeltable's own connection pool holds 5 + 10 overflow
     "POOL_SIZE": 15,
+    # largest accepted file upload, in bytes (larger ones answer 413)
+    "MAX_UPLOAD_SIZE": 100 * 1024 * 1024,
 }
 
 # set by `manage.py serve` for the processes it starts (uvicorn workers, job workers)

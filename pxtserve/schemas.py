@@ -53,9 +53,17 @@ def python_type(col_type: ts.ColumnType) -> Any:
 
 
 def field(
-    col_type: ts.ColumnType, *, description: str | None = None, default: Any = ..., response: bool = False
+    col_type: ts.ColumnType,
+    *,
+    description: str | None = None,
+    default: Any = ...,
+    response: bool = False,
+    form: bool = False,
 ) -> tuple[Any, Any]:
-    """A (type, FieldInfo) pair for pydantic.create_model."""
+    """A (type, FieldInfo) pair for pydantic.create_model.
+
+    In a multipart form every value is text: a JSON column's field is then parsed as JSON.
+    """
     extra: dict[str, Any] = {}
     if col_type.is_media_type() and response:
         extra = {"format": "uri"}
@@ -63,7 +71,10 @@ def field(
             extra["contentMediaType"] = _MEDIA_CONTENT_TYPES[col_type._type]
     if default is ... and col_type.nullable:
         default = None
-    return python_type(col_type), pydantic.Field(default, description=description, json_schema_extra=extra or None)
+    py_type = python_type(col_type)
+    if form and col_type.is_json_type():
+        py_type = Optional[pydantic.Json[Any]] if col_type.nullable else pydantic.Json[Any]
+    return py_type, pydantic.Field(default, description=description, json_schema_extra=extra or None)
 
 
 def build_model(name: str, fields: dict[str, tuple[Any, Any]], *, base: type[Schema]) -> type[Schema]:

@@ -10,12 +10,13 @@ from typing import Any, Callable
 
 import pixeltable as pxt
 from django.http import HttpRequest, HttpResponse
-from ninja import Body, Form, Query
+from ninja import Body, File, Form, Query, UploadedFile
 
 from pxtserve.errors import ApiError, error_response
 from pxtserve.executor import run_in_pool
-from pxtserve.media import MediaUrls, file_response, resolve_media_request
+from pxtserve.media import MediaUrls, file_response, media_file_response, resolve_media_request
 from pxtserve.routes.base import RouteOperation
+from pxtserve.uploads import name_uploads_in_error, remove_files, save_uploads
 
 _PARAM_WRAPPERS = {"body": Body, "query": Query, "form": Form}
 
@@ -29,13 +30,24 @@ def operation_inputs(operation: RouteOperation, payload: Any) -> dict[str, Any]:
 
 
 def make_operation_view(operation: RouteOperation, media_url_name: str) -> Callable[..., Any]:
-    async def view(request: HttpRequest, payload: Any = None) -> Any:
+    async def view(request: HttpRequest, payload: Any = None, **uploads: UploadedFile) -> Any:
         inputs = operation_inputs(operation, payload)
         media = MediaUrls(request, media_url_name)
         try:
+            present = {name: upload for name, upload in uploads.items() if upload is not None}
+            saved = await run_in_pool(save_uploads, present) if present else {}
+        except ApiError as exc:
+            return error_response(exc)
+        inputs.update({name: str(path) for name, path in saved.items()})
+        inputs.update({name: None for name in operation.upload_fields if name not in saved and name not in inputs})
+        try:
             result = await run_in_pool(operation.execute, inputs, media)
         except (ApiError, pxt.Error) as exc:
-            return error_response(exc)
+            remove_files(saved.values())
+            return error_response(name_uploads_in_error(exc, saved))
+        except BaseException:
+            remove_files(saved.values())
+            raise
         if isinstance(result, Path):
             return file_response(result)
         return result
@@ -47,10 +59,19 @@ def make_operation_view(operation: RouteOperation, media_url_name: str) -> Calla
         params.append(
             inspect.Parameter("payload", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=wrapper[model])  # type: ignore[index]
         )
+    for name in operation.upload_fields:
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=File[UploadedFile],  # type: ignore[misc]
+                default=None if name in operation.optional_uploads else inspect.Parameter.empty,
+            )
+        )
     view.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     view.__name__ = f"{operation.kind}_{operation.path.strip('/').replace('/', '_') or 'root'}"
     return view
 
 
 def media_view(request: HttpRequest, path: str) -> HttpResponse:
-    return file_response(resolve_media_request(path))
+    return media_file_response(request, resolve_media_request(path))

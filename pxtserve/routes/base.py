@@ -35,6 +35,8 @@ class RouteOperation:
     input_location: InputLocation
     response_model: Any
     upload_fields: list[str] = field(default_factory=list)
+    # uploads of nullable columns/parameters, which a request may leave out
+    optional_uploads: list[str] = field(default_factory=list)
     background: bool = False
     return_fileresponse: bool = False
     exporter: SqlExporter | None = None

@@ -81,7 +81,7 @@ def build_insert(
         )
 
     request_fields = {
-        n: schemas.field(schema[n], description=info.columns[n].comment) for n in input_names
+        n: schemas.field(schema[n], description=info.columns[n].comment, form=bool(uploads)) for n in input_names
     }
     request_model = schemas.build_model(
         schemas.model_name("insert", path, "Request"), request_fields, base=schemas.RequestSchema
@@ -99,6 +99,7 @@ def build_insert(
         input_location="form" if uploads else "body",
         response_model=Path if return_fileresponse else response_model,
         upload_fields=uploads,
+        optional_uploads=[n for n in uploads if schema[n].nullable],
         background=background,
         return_fileresponse=return_fileresponse,
         exporter=build_exporter(export_sql, {n: schema[n] for n in output_names}, f"POST {path}"),

@@ -116,7 +116,7 @@ def build_query(
     for name in input_names:
         p = params[name]
         default = p.default.val if p.has_default() else ...
-        request_fields[name] = schemas.field(p.col_type, default=default)
+        request_fields[name] = schemas.field(p.col_type, default=default, form=bool(uploads))
     request_model = schemas.build_model(
         schemas.model_name("query", path, "Request"), request_fields, base=schemas.RequestSchema
     )
@@ -147,6 +147,7 @@ def build_query(
         input_location="form" if uploads else ("query" if method == "get" else "body"),
         response_model=response_model,
         upload_fields=uploads,
+        optional_uploads=[n for n in uploads if param_types[n].nullable or params[n].has_default()],
         background=background,
         return_fileresponse=return_fileresponse,
         summary=f"Run query {fn.name}",

@@ -41,3 +41,31 @@ images = pxt.create_table(
     if_exists="ignore",
 )
 images.add_computed_column(thumb=images.image.resize((8, 8)), if_exists="ignore")
+
+# every media kind, for upload round trips
+media = pxt.create_table(
+    "pxtserve_test.media",
+    {
+        "id": pxt.Required[pxt.Int],
+        "image": pxt.Image | None,
+        "video": pxt.Video | None,
+        "audio": pxt.Audio | None,
+        "document": pxt.Document | None,
+        "width": pxt.Int | None,
+        "height": pxt.Int | None,
+        "ratio": pxt.Float | None,
+        "flag": pxt.Bool | None,
+        "note": pxt.String | None,
+        "extra": pxt.Json | None,
+    },
+    primary_key="id",
+    if_exists="ignore",
+)
+
+# the spec's upload example: POST /resize -F image=@photo.jpg -F width=640 -F height=480
+resize = pxt.create_table(
+    "pxtserve_test.resize",
+    {"image": pxt.Image, "width": pxt.Int, "height": pxt.Int},
+    if_exists="ignore",
+)
+resize.add_computed_column(resized=resize.image.resize((resize.width, resize.height)), if_exists="ignore")
