@@ -11,6 +11,7 @@ import pixeltable as pxt
 from pxtserve import schemas
 from pxtserve.errors import ApiError, RouteDefinitionError
 from pxtserve.media import MediaUrls
+from pxtserve.media_inputs import check_media_inputs
 from pxtserve.routes.base import (
     RouteOperation,
     build_exporter,
@@ -33,9 +34,12 @@ if TYPE_CHECKING:
 class InsertOperation(RouteOperation):
     info: TableInfo
     outputs: list[str]
+    # media inputs sent as JSON strings (uploads are files we wrote ourselves)
+    json_media_inputs: list[str]
 
     def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
         self.info.check_schema_unchanged()
+        check_media_inputs(inputs, self.json_media_inputs)
         status = self.info.table.insert([inputs], return_rows=True)
         rows = status.rows or []
         if len(rows) != 1:
@@ -108,4 +112,5 @@ def build_insert(
         details={"table": info.path, "outputs": output_names},
         info=info,
         outputs=output_names,
+        json_media_inputs=[n for n in input_names if schema[n].is_media_type()],
     )

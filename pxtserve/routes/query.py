@@ -14,6 +14,7 @@ from pixeltable.func import QueryTemplateFunction
 from pxtserve import schemas
 from pxtserve.errors import ApiError, RouteDefinitionError
 from pxtserve.media import MediaUrls
+from pxtserve.media_inputs import check_media_inputs
 from pxtserve.routes.base import RouteOperation, check_flags, check_outputs, check_path, check_uploads, pick_names
 
 
@@ -23,8 +24,10 @@ class QueryOperation(RouteOperation):
     result_schema: dict[str, ts.ColumnType]
     defaults: dict[str, Any]
     one_row: bool
+    json_media_inputs: list[str]
 
     def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
+        check_media_inputs(inputs, self.json_media_inputs)
         args = {**self.defaults, **inputs}
         # A query function's template can only be run with bound arguments through
         # Query._collect (calling the function gives an expression, not rows);
@@ -156,4 +159,5 @@ def build_query(
         result_schema=result_schema,
         defaults=defaults,
         one_row=one_row,
+        json_media_inputs=[n for n in input_names if param_types[n].is_media_type()],
     )
