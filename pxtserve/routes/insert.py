@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import pixeltable as pxt
 
 from pxtserve import schemas
-from pxtserve.errors import ApiError, RouteDefinitionError
+from pxtserve.errors import RouteDefinitionError
 from pxtserve.media import MediaUrls
 from pxtserve.media_inputs import check_media_inputs
 from pxtserve.routes.base import (
@@ -25,6 +25,7 @@ from pxtserve.routes.base import (
     single_file,
 )
 from pxtserve.tables import TableInfo
+from pxtserve.writes import writer_for
 
 if TYPE_CHECKING:
     from pxtserve.export import SqlExport
@@ -38,12 +39,9 @@ class InsertOperation(RouteOperation):
     json_media_inputs: list[str]
 
     def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
-        self.info.check_schema_unchanged()
         check_media_inputs(inputs, self.json_media_inputs)
-        status = self.info.table.insert([inputs], return_rows=True)
-        rows = status.rows or []
-        if len(rows) != 1:
-            raise ApiError(500, "UNEXPECTED_ROW_COUNT", f"insert returned {len(rows)} rows, expected 1")
+        with self.info.schema_checked():
+            rows = [writer_for(self.info.table_id, self.info.table, self.info.primary_key).insert(inputs)]
         if self.return_fileresponse:
             return single_file(rows, self.outputs[0])
         schema = {n: c.col_type for n, c in self.info.columns.items()}

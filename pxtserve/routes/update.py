@@ -23,7 +23,8 @@ from pxtserve.routes.base import (
     render_row,
     single_file,
 )
-from pxtserve.tables import TableInfo
+from pxtserve.tables import TableInfo, where_all_equal
+from pxtserve.writes import writer_for
 
 if TYPE_CHECKING:
     from pxtserve.export import SqlExport
@@ -35,16 +36,16 @@ class UpdateOperation(RouteOperation):
     outputs: list[str]
 
     def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
-        self.info.check_schema_unchanged()
         key = {n: inputs[n] for n in self.info.primary_key}
-        if len(inputs) == len(key):
-            # nothing to change (every input was optional and left out): answer with the row as it is
-            rows = list(
-                self.info.table.where(self._where(key)).select(*[self.info.table[n] for n in self.outputs]).collect()
-            )
-        else:
-            status = self.info.table.batch_update([inputs], if_not_exists="ignore", return_rows=True)
-            rows = (status.rows or []) if status.num_rows > 0 else []
+        with self.info.schema_checked():
+            if len(inputs) == len(key):
+                # nothing to change (every input was optional and left out): answer with the row as it is
+                table = self.info.table
+                query = table.where(where_all_equal(table, key)).select(*[table[n] for n in self.outputs])
+                rows = list(query.collect())
+            else:
+                row = writer_for(self.info.table_id, self.info.table, self.info.primary_key).update(inputs)
+                rows = [row] if row is not None else []
         if not rows:
             raise ApiError(404, "ROW_NOT_FOUND", f"no row in {self.info.path!r} has primary key {key}")
         if self.return_fileresponse:
@@ -53,11 +54,6 @@ class UpdateOperation(RouteOperation):
         body = render_row(rows[0], self.outputs, schema, media)
         export(self, body)
         return body
-
-    def _where(self, key: dict[str, Any]) -> Any:
-        from pxtserve.tables import where_all_equal
-
-        return where_all_equal(self.info.table, key)
 
 
 def build_update(
