@@ -34,6 +34,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # serves /static/ (Swagger UI, admin) under uvicorn with DEBUG off, offline
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # off unless PXTSERVE["CORS_ALLOWED_ORIGINS"] lists origins
+    "pxtserve.cors.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

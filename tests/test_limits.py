@@ -1,0 +1,82 @@
+"""Request limits and CORS, through the real ASGI stack (the application uvicorn serves)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+from django.test import override_settings
+
+from .conftest import service_from_toml
+
+SERVICE = """
+[[service]]
+name = "lim"
+[[service.routes]]
+type = "insert"
+table = "pxtserve_test.items"
+path = "/items"
+"""
+
+
+def asgi_app():
+    from django.core.asgi import get_asgi_application
+
+    from pxtserve import conf
+    from pxtserve.limits import BodySizeLimit
+
+    return BodySizeLimit(get_asgi_application(), lambda: int(conf.get("MAX_REQUEST_BODY")))
+
+
+def request(method: str, path: str, **kwargs):
+    async def go():
+        transport = httpx.ASGITransport(app=asgi_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await client.request(method, path, **kwargs)
+
+    return asyncio.run(go())
+
+
+def urlconf_for(text: str):
+    import types
+
+    from pxtserve.service import build_service
+
+    module = types.ModuleType("limits_urls")
+    module.urlpatterns = build_service(service_from_toml(text)).urlpatterns()
+    return module
+
+
+def test_body_over_the_limit_is_413_before_the_view(pxt_tables, new_id):
+    urls = urlconf_for(SERVICE)
+    with override_settings(ROOT_URLCONF=urls, PXTSERVE={"MAX_REQUEST_BODY": 200}):
+        small = request("POST", "/items", json={"id": new_id(), "name": "s"})
+        assert small.status_code == 200
+        big = request("POST", "/items", json={"id": new_id(), "name": "x" * 1000})
+        assert big.status_code == 413
+        assert big.json()["detail"]["error_code"] == "REQUEST_TOO_LARGE"
+
+        async def chunks():
+            payload = json.dumps({"id": new_id(), "name": "y" * 1000}).encode()
+            for i in range(0, len(payload), 100):
+                yield payload[i : i + 100]
+
+        # no Content-Length (chunked): counted as it arrives
+        chunked = request("POST", "/items", content=chunks(), headers={"content-type": "application/json"})
+        assert chunked.status_code == 413
+
+
+def test_cors_is_off_by_default_and_follows_the_setting(pxt_tables):
+    urls = urlconf_for(SERVICE)
+    origin = {"Origin": "https://app.example.com"}
+    with override_settings(ROOT_URLCONF=urls):
+        r = request("GET", "/openapi.json", headers=origin)
+        assert "access-control-allow-origin" not in r.headers
+    with override_settings(ROOT_URLCONF=urls, PXTSERVE={"CORS_ALLOWED_ORIGINS": ["https://app.example.com"]}):
+        r = request("GET", "/openapi.json", headers=origin)
+        assert r.headers["access-control-allow-origin"] == "https://app.example.com"
+        pre = request("OPTIONS", "/items", headers={**origin, "Access-Control-Request-Method": "POST"})
+        assert pre.status_code == 204 and "POST" in pre.headers["access-control-allow-methods"]
+        other = request("GET", "/openapi.json", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
