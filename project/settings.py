@@ -99,6 +99,11 @@ Q_CLUSTER = {
 PXTSERVE = {
     "CONFIG": os.environ.get("PXTSERVE_CONFIG"),
     "SERVICE": os.environ.get("PXTSERVE_SERVICE"),
+    # keys for routes with auth = "api_key": comma-separated, never in the service file
+    "API_KEYS": [k.strip() for k in os.environ.get("PXTSERVE_API_KEYS", "").split(",") if k.strip()],
+    "CORS_ALLOWED_ORIGINS": [o for o in os.environ.get("PXTSERVE_CORS_ALLOWED_ORIGINS", "").split(",") if o],
+    "MEDIA_INPUT_DIRS": [d for d in os.environ.get("PXTSERVE_MEDIA_INPUT_DIRS", "").split(",") if d],
+    "MEDIA_FETCH_URLS": os.environ.get("PXTSERVE_MEDIA_FETCH_URLS", "0") == "1",
 }
 
 LOGGING = {

@@ -30,6 +30,14 @@ DEFAULTS: dict[str, Any] = {
     # ... and http(s) URLs are fetched only when this is on (never from non-public addresses)
     "MEDIA_FETCH_URLS": False,
     "MEDIA_FETCH_TIMEOUT": 30,
+    # largest accepted request body, in bytes (413 beyond it); uploads count towards it
+    "MAX_REQUEST_BODY": 101 * 1024 * 1024,
+    # seconds a synchronous route may run before it answers 504 (None: no limit)
+    "REQUEST_TIMEOUT": 300,
+    # origins allowed to call the API from a browser (CORS); empty: CORS off. "*" allows any.
+    "CORS_ALLOWED_ORIGINS": [],
+    # keys accepted by routes with auth = "api_key" (besides those in the service's api_keys_env variable)
+    "API_KEYS": [],
     # finished background jobs are deleted this long after they finish
     "JOB_RETENTION_SECONDS": 7 * 24 * 3600,
     # where files uploaded to background routes wait for a worker; default: <Pixeltable home>/pxtserve_job_uploads
@@ -67,3 +75,11 @@ def expand_env_vars(text: str) -> str:
         return os.environ[name]
 
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", replace, text)
+
+
+def api_keys(env_var: str | None = None) -> list[str]:
+    """The API keys: settings.PXTSERVE["API_KEYS"] plus the comma-separated keys in `env_var`."""
+    keys = [str(k) for k in get("API_KEYS") if k]
+    if env_var:
+        keys += [k.strip() for k in os.environ.get(env_var, "").split(",") if k.strip()]
+    return keys

@@ -41,6 +41,8 @@ class _Route(BaseModel):
 
     path: str
     background: bool = False
+    # None: the service's auth; "none" makes this route public on a protected service
+    auth: Literal["none", "api_key"] | None = None
 
     @pydantic.field_validator("path")
     @classmethod
@@ -49,7 +51,8 @@ class _Route(BaseModel):
             raise ValueError(f"path must start with '/', got {v!r}")
         return v
 
-    def register(self, router: PixeltableRouter) -> Any:
+    def register(self, router: PixeltableRouter, auth: dict[str, Any]) -> Any:
+        """Add this route to `router`; `auth` holds the route's own auth, if it differs from the router's."""
         raise NotImplementedError
 
 
@@ -75,7 +78,7 @@ class InsertRoute(_Route):
     return_fileresponse: bool = False
     export_sql: ExportField = None
 
-    def register(self, router: PixeltableRouter) -> Any:
+    def register(self, router: PixeltableRouter, auth: dict[str, Any]) -> Any:
         return router.add_insert_route(
             self.table,
             path=self.path,
@@ -85,6 +88,7 @@ class InsertRoute(_Route):
             return_fileresponse=self.return_fileresponse,
             export_sql=self.export_sql,
             background=self.background,
+            **auth,
         )
 
 
@@ -96,7 +100,7 @@ class UpdateRoute(_Route):
     return_fileresponse: bool = False
     export_sql: ExportField = None
 
-    def register(self, router: PixeltableRouter) -> Any:
+    def register(self, router: PixeltableRouter, auth: dict[str, Any]) -> Any:
         return router.add_update_route(
             self.table,
             path=self.path,
@@ -105,6 +109,7 @@ class UpdateRoute(_Route):
             return_fileresponse=self.return_fileresponse,
             export_sql=self.export_sql,
             background=self.background,
+            **auth,
         )
 
 
@@ -113,9 +118,9 @@ class DeleteRoute(_Route):
     table: str
     match_columns: list[str] | None = None
 
-    def register(self, router: PixeltableRouter) -> Any:
+    def register(self, router: PixeltableRouter, auth: dict[str, Any]) -> Any:
         return router.add_delete_route(
-            self.table, path=self.path, match_columns=self.match_columns, background=self.background
+            self.table, path=self.path, match_columns=self.match_columns, background=self.background, **auth
         )
 
 
@@ -128,7 +133,7 @@ class QueryRoute(_Route):
     return_fileresponse: bool = False
     method: Literal["get", "post"] = "post"
 
-    def register(self, router: PixeltableRouter) -> Any:
+    def register(self, router: PixeltableRouter, auth: dict[str, Any]) -> Any:
         return router.add_query_route(
             path=self.path,
             query=self.query,
@@ -138,6 +143,7 @@ class QueryRoute(_Route):
             return_fileresponse=self.return_fileresponse,
             background=self.background,
             method=self.method,
+            **auth,
         )
 
 
@@ -159,6 +165,10 @@ class ServiceConfig(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=0, le=65535)
     modules: list[str] = []
+    # "api_key": every route (and its media and job URLs) needs a key, unless the route says auth = "none"
+    auth: Literal["none", "api_key"] = "none"
+    # an environment variable with comma-separated keys, in addition to settings.PXTSERVE["API_KEYS"]
+    api_keys_env: str | None = None
     routes: list[RouteConfig] = []
     # where it was declared, for error messages; not part of the TOML syntax
     source: str | None = Field(default=None, exclude=True)

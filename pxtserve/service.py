@@ -11,8 +11,10 @@ from typing import Any
 import pixeltable as pxt
 from django.urls import URLPattern, URLResolver, path
 from ninja import NinjaAPI
+from ninja.constants import NOT_SET
 
 from pxtserve import conf
+from pxtserve.auth import api_key_auth
 from pxtserve.config import ServiceConfig, ServiceConfigError, load_service
 from pxtserve.errors import RouteDefinitionError
 from pxtserve.pxtconfig import init_pixeltable_config
@@ -53,10 +55,14 @@ def build_service(config: ServiceConfig) -> BuiltService:
             importlib.import_module(module)
         except Exception as exc:  # whatever the module raises, the user needs to know which one and why
             raise config.error(f"cannot import module {module!r}: {type(exc).__name__}: {exc}", field="modules") from exc
-    router = PixeltableRouter()
+    auth = _service_auth(config)
+    router = PixeltableRouter(name=config.name, auth=auth["api_key"] if config.auth == "api_key" else NOT_SET)
     for index, route in enumerate(config.routes):
+        own_auth: dict[str, Any] = {}
+        if route.auth is not None and route.auth != config.auth:
+            own_auth = {"auth": auth[route.auth]}
         try:
-            route.register(router)
+            route.register(router, own_auth)
         except RouteDefinitionError as exc:
             raise config.error(exc.message, index=index, field=exc.field) from exc
         except pxt.Error as exc:
@@ -69,6 +75,26 @@ def build_service(config: ServiceConfig) -> BuiltService:
     )
     api.add_router("", router)
     return BuiltService(config=config, api=api, router=router)
+
+
+def _service_auth(config: ServiceConfig) -> dict[str, Any]:
+    """The Ninja auth for each of the service's auth modes ("none": no auth)."""
+    modes = {config.auth, *(r.auth for r in config.routes if r.auth is not None)}
+    api_key: Any = None
+    if "api_key" in modes:
+        env_var = config.api_keys_env
+
+        def keys() -> list[str]:
+            return conf.api_keys(env_var)
+
+        if not keys():
+            where = f"the environment variable {env_var} or " if env_var else ""
+            raise config.error(
+                f'auth = "api_key" needs keys: set {where}PXTSERVE_API_KEYS / settings.PXTSERVE["API_KEYS"]',
+                field="auth",
+            )
+        api_key = api_key_auth(keys)
+    return {"none": None, "api_key": api_key}
 
 
 _active: BuiltService | None = None

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pixeltable as pxt
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Body, File, Form, Query, UploadedFile
 
 from pxtserve.errors import ApiError, error_response
 from pxtserve.executor import run_in_pool
+from pxtserve.jobs import JobRoute, job_status_async, submit_request
 from pxtserve.media import MediaUrls, file_response, media_file_response, resolve_media_request
 from pxtserve.routes.base import RouteOperation
 from pxtserve.uploads import name_uploads_in_error, remove_files, save_uploads
@@ -29,7 +30,11 @@ def operation_inputs(operation: RouteOperation, payload: Any) -> dict[str, Any]:
     return payload.model_dump(exclude_unset=operation.kind == "update")
 
 
-def make_operation_view(operation: RouteOperation, media_url_name: str) -> Callable[..., Any]:
+def make_operation_view(
+    operation: RouteOperation, media_url_name: str, job_route: JobRoute | None = None
+) -> Callable[..., Any]:
+    """The view of a route; with a `job_route` (background routes) it queues the request as a job."""
+
     async def view(request: HttpRequest, payload: Any = None, **uploads: UploadedFile) -> Any:
         inputs = operation_inputs(operation, payload)
         media = MediaUrls(request, media_url_name)
@@ -40,6 +45,8 @@ def make_operation_view(operation: RouteOperation, media_url_name: str) -> Calla
             return error_response(exc)
         inputs.update({name: str(path) for name, path in saved.items()})
         inputs.update({name: None for name in operation.upload_fields if name not in saved and name not in inputs})
+        if job_route is not None:
+            return await submit_request(request, job_route, payload, saved, media.base_url)
         try:
             result = await run_in_pool(operation.execute, inputs, media)
         except (ApiError, pxt.Error) as exc:
@@ -75,3 +82,13 @@ def make_operation_view(operation: RouteOperation, media_url_name: str) -> Calla
 
 def media_view(request: HttpRequest, path: str) -> HttpResponse:
     return media_file_response(request, resolve_media_request(path))
+
+
+async def job_status_view(request: HttpRequest, job_id: str) -> HttpResponse:
+    body = await job_status_async(job_id)
+    if body is None:
+        return error_response(ApiError(404, "JOB_NOT_FOUND", f"unknown or expired job {job_id!r}"))
+    response = JsonResponse(body)
+    if body["status"] == "pending":
+        response["Retry-After"] = "1"
+    return response

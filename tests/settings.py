@@ -8,4 +8,7 @@ from project.settings import *  # noqa: F403
 _TMP = tempfile.mkdtemp(prefix="pxtserve-django-")
 
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(_TMP, "django.sqlite3")}}
-PXTSERVE = {}
+# the tests insert images they write under the system tmp dir by path
+PXTSERVE = {"MEDIA_INPUT_DIRS": [tempfile.gettempdir()]}
+# django-q2 reads its settings once, at import: jobs run inside async_task, in the submitting thread
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405

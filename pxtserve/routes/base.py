@@ -42,6 +42,8 @@ class RouteOperation:
     exporter: SqlExporter | None = None
     export_spec: SqlExport | None = None
     summary: str = ""
+    # the Ninja auth the route was registered with (NOT_SET: the router's); job polls check it too
+    auth: Any = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -50,6 +50,11 @@ class Command(BaseCommand):
         parser.add_argument("--modules", nargs="+", help="modules to import first (single-endpoint mode)")
         parser.add_argument("--dry-run", action="store_true", help="validate and print the service; bind no port")
         parser.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
+        parser.add_argument(
+            "--no-workers",
+            action="store_true",
+            help="start no background-job workers (run `manage.py qcluster` for them elsewhere)",
+        )
         endpoint = parser.add_argument_group("single-endpoint mode")
         endpoint.add_argument("--table")
         endpoint.add_argument("--path")
@@ -81,7 +86,7 @@ class Command(BaseCommand):
             description = built.describe()
             self.stdout.write(json.dumps(description, indent=2) if options["json"] else _as_text(description))
             return
-        self._run(config)
+        self._run(config, workers=not options["no_workers"])
 
     def _service_config(self, options: dict[str, Any]) -> ServiceConfig:
         target = options["target"]
@@ -110,20 +115,44 @@ class Command(BaseCommand):
             config = parse_service({**config.model_dump(), **overrides}, config.source or "command line")
         return config
 
-    def _run(self, config: ServiceConfig) -> None:
+    def _run(self, config: ServiceConfig, *, workers: bool = True) -> None:
         import uvicorn
         from django.core.asgi import get_asgi_application
 
+        from pxtserve.jobs import start_up
+        from pxtserve.workers import WorkerProcess
+
         # the embedded default: Django's SQLite database is created/migrated here, so nothing runs before serve
         call_command("migrate", interactive=False, verbosity=0)
+        # jobs an earlier run accepted but did not finish: requeued, or failed as interrupted
+        jobs = start_up()
+        if any(jobs.values()):
+            self.stdout.write(
+                f"Jobs: {jobs['requeued']} requeued, {jobs['interrupted']} interrupted, {jobs['pruned']} pruned"
+            )
+        _exit_on_sigterm()
         shown_host = "localhost" if config.host in ("0.0.0.0", "::", "") else config.host
         base = f"http://{shown_host}:{config.port}{config.prefix}"
         self.stdout.write(f"Serving {config.name!r} at {base}/  (docs: {base}/docs)")
         self.stdout.flush()
+        worker_process = None
         try:
+            if workers:
+                worker_process = WorkerProcess.start()
             uvicorn.run(get_asgi_application(), host=config.host, port=config.port, log_level="info", lifespan="off")
         finally:
+            if worker_process is not None:
+                worker_process.stop()
             _shutdown()
+
+
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM unwind the stack (uvicorn re-raises it after its graceful shutdown), so the workers get stopped."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,70 @@
+"""The job table: one row per background request, so a job outlives the process that accepted it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Job(models.Model):
+    """A background request: its validated inputs, where it stands, and its outcome.
+
+    The django-q task that runs it only carries the id; everything the worker
+    needs (route, inputs, media base URL) is here, written before the request is
+    answered.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        ERROR = "error"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_job_id, editable=False)
+    # "POST /items", or "<router name>: POST /items" for a named router
+    route = models.CharField(max_length=300, db_index=True)
+    # tells apart unnamed routers serving the same method and path differently (see pxtserve.jobs.route_digest)
+    route_digest = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    inputs = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    # uploaded files by field, kept in JOB_UPLOAD_DIR until a worker hands them to Pixeltable
+    uploads = models.JSONField(default=dict, blank=True)
+    media_base_url = models.CharField(max_length=2000, blank=True)
+    submitted_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    result = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    error = models.TextField(blank=True)
+    error_detail = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    # for operators only, never in a poll's answer
+    traceback = models.TextField(blank=True)
+    # the django-q task last queued for this job
+    task_id = models.CharField(max_length=32, blank=True)
+    # "<host>:<pid>" of the worker process that runs or ran it: lets a restart tell a dead worker's job
+    worker = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ("-submitted_at",)
+
+    def __str__(self) -> str:
+        return f"{self.route} [{self.id}]"
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long it ran (so far, while running)."""
+        if self.started_at is None:
+            return None
+        from django.utils import timezone
+
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.ERROR)

@@ -1,0 +1,108 @@
+"""API-key auth per service and per route: 401 without a key, 403 with a wrong one, both header forms,
+OpenAPI security schemes, and media URLs behind the service's auth."""
+
+import json
+
+import PIL.Image
+import pytest
+from django.test import override_settings
+
+from pxtserve.config import ServiceConfigError
+from pxtserve.service import build_service
+
+from .conftest import service_from_toml
+
+KEYS = {"API_KEYS": ["k-one", "k-two"], "MEDIA_INPUT_DIRS": ["/tmp"]}
+
+PROTECTED = """
+[[service]]
+name = "sec"
+auth = "api_key"
+[[service.routes]]
+type = "insert"
+table = "pxtserve_test.images"
+path = "/images"
+[[service.routes]]
+type = "query"
+path = "/lookup"
+query = "tests.pxt_app.queries.item_by_id"
+method = "get"
+one_row = true
+auth = "none"
+"""
+
+MIXED = """
+[[service]]
+name = "mixed"
+[[service.routes]]
+type = "insert"
+table = "pxtserve_test.items"
+path = "/items"
+auth = "api_key"
+[[service.routes]]
+type = "query"
+path = "/lookup"
+query = "tests.pxt_app.queries.item_by_id"
+method = "get"
+one_row = true
+"""
+
+
+@pytest.fixture
+def keys():
+    with override_settings(PXTSERVE=KEYS):
+        yield
+
+
+def test_service_auth_401_403_and_both_header_forms(keys, serve, new_id, tmp_path):
+    client = serve(PROTECTED)
+    image = tmp_path / "a.png"
+    PIL.Image.new("RGB", (10, 10)).save(image)
+    body = json.dumps({"id": new_id(), "image": str(image)})
+    r = client.post("/images", body, content_type="application/json")
+    assert r.status_code == 401
+    r = client.post("/images", body, content_type="application/json", HTTP_AUTHORIZATION="Bearer wrong")
+    assert r.status_code == 403 and "invalid API key" in r.json()["detail"]
+    r = client.post("/images", body, content_type="application/json", HTTP_X_API_KEY="nope")
+    assert r.status_code == 403
+    r = client.post("/images", body, content_type="application/json", HTTP_AUTHORIZATION="Bearer k-two")
+    assert r.status_code == 200, r.content
+    media = r.json()["thumb"].removeprefix("http://testserver")
+    # media URLs follow the service's auth
+    assert client.get(media).status_code == 401
+    assert client.get(media, HTTP_X_API_KEY="k-one").status_code == 200
+    # a route that opts out stays public
+    assert client.get(f"/lookup?id={new_id()}").status_code == 404
+
+
+def test_route_level_auth_on_a_public_service(keys, serve, new_id):
+    client = serve(MIXED)
+    key = new_id()
+    body = json.dumps({"id": key, "name": "s"})
+    assert client.post("/items", body, content_type="application/json").status_code == 401
+    assert client.post("/items", body, content_type="application/json", HTTP_X_API_KEY="k-one").status_code == 200
+    assert client.get(f"/lookup?id={key}").json()["name"] == "s"
+
+
+def test_openapi_declares_the_schemes(keys, serve):
+    client = serve(PROTECTED)
+    doc = client.get("/openapi.json").json()
+    schemes = doc["components"]["securitySchemes"]
+    assert {s["type"] for s in schemes.values()} == {"http", "apiKey"}
+    assert any(s.get("name") == "X-API-Key" for s in schemes.values())
+    assert doc["paths"]["/images"]["post"]["security"]
+    assert not doc["paths"]["/lookup"]["get"].get("security")
+
+
+def test_api_key_auth_without_keys_is_a_configuration_error(pxt_tables):
+    with override_settings(PXTSERVE={"API_KEYS": []}):
+        with pytest.raises(ServiceConfigError, match="field 'auth': auth = \"api_key\" needs keys"):
+            build_service(service_from_toml(PROTECTED))
+
+
+def test_keys_from_a_named_environment_variable(pxt_tables, serve, monkeypatch, new_id):
+    monkeypatch.setenv("SEC_KEYS", "env-key-1, env-key-2")
+    client = serve(MIXED.replace('name = "mixed"', 'name = "mixed"\napi_keys_env = "SEC_KEYS"'))
+    body = json.dumps({"id": new_id(), "name": "e"})
+    r = client.post("/items", body, content_type="application/json", HTTP_AUTHORIZATION="Bearer env-key-2")
+    assert r.status_code == 200

@@ -1,0 +1,233 @@
+"""Background jobs for real: `manage.py serve` with its django-q2 worker cluster, over HTTP, across a SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 120
+JOB_TIMEOUT_S = 120
+
+SERVICE = """
+[[service]]
+name = "jobs"
+prefix = "/api"
+
+[[service.routes]]
+type = "insert"
+table = "pxtserve_test.items"
+path = "/items"
+background = true
+
+[[service.routes]]
+type = "query"
+path = "/slow"
+query = "tests.pxt_app.slow_queries.slow_name"
+background = true
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One `manage.py serve` process, its output in a file (a full pipe would block it)."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/api"
+        config = tmp_path / "service.toml"
+        config.write_text(SERVICE)
+        self.log_path = tmp_path / f"serve-{self.port}.log"
+        env = {
+            **os.environ,  # PIXELTABLE_HOME: the test session's Pixeltable
+            "PYTHONPATH": str(REPO),
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "PXTSERVE_DJANGO_DB": str(tmp_path / "django.sqlite3"),
+            "PXTSERVE_VAR_DIR": str(tmp_path),
+            "PXTSERVE_JOB_WORKERS": "1",
+        }
+        env.pop("PXTSERVE_SERVICE_JSON", None)
+        command = [sys.executable, "manage.py", "serve", "jobs", "--config", str(config)]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), *args]
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.descendants: list[psutil.Process] = []
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(f"{self.base}/docs", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert self.process.poll() is None, self.log()
+            assert time.monotonic() < deadline, "server did not start\n" + self.log()
+            time.sleep(0.3)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Note the processes the server has started (the worker cluster's included) so far."""
+        try:
+            found = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        known = {p.pid for p in self.descendants}
+        self.descendants += [p for p in found if p.pid not in known]
+
+    def submit(self, body: dict[str, Any], path: str = "/items") -> dict[str, Any]:
+        r = httpx.post(f"{self.base}{path}", json=body, timeout=30)
+        assert r.status_code == 202, r.text
+        handle = r.json()
+        assert handle["job_url"] == f"{self.base}/jobs/{handle['id']}"
+        return handle
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        r = httpx.get(f"{self.base}/jobs/{job_id}", timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_finished(self, job_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while (status := self.status(job_id))["status"] == "pending":
+            assert time.monotonic() < deadline, f"job {job_id} still pending\n" + self.log()
+            time.sleep(0.3)
+        return status
+
+    def kill(self) -> None:
+        """SIGKILL the server and everything it started (what a test must never leave behind)."""
+        self.refresh()
+        for proc in [self.process_handle(), *self.descendants]:
+            try:
+                proc.kill()
+            except (psutil.NoSuchProcess, AttributeError):
+                pass
+        self.process.wait(timeout=30)
+
+    def process_handle(self) -> psutil.Process | None:
+        try:
+            return psutil.Process(self.process.pid)
+        except psutil.NoSuchProcess:
+            return None
+
+
+def wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    return alive
+
+
+def test_jobs_run_in_the_worker_cluster_and_ctrl_c_stops_both(pxt_tables, tmp_path, new_id):
+    server = Server(tmp_path)
+    try:
+        server.wait_ready()
+        assert server.descendants, "serve started no worker processes"
+        key = new_id()
+        job = server.submit({"id": key, "name": "cluster", "tag": "bg"})
+        status = server.wait_finished(job["id"])
+        assert status["status"] == "done", status
+        assert status["result"]["id"] == key and status["result"]["name_upper"] == "CLUSTER"
+        # the job ran in a worker process, not in the server
+        row = pxt_tables.items.where(pxt_tables.items.id == key).select(pxt_tables.items.name).collect()
+        assert list(row["name"]) == ["cluster"]
+
+        failed = server.wait_finished(server.submit({"id": key, "name": "duplicate"})["id"])
+        assert failed["status"] == "error", failed
+        assert failed["error"] and failed["error_detail"]["message"] == failed["error"]
+
+        server.refresh()
+        server.process.send_signal(signal.SIGINT)  # what Ctrl-C sends (the workers lead their own process group)
+        server.process.wait(timeout=60)
+        assert wait_gone(server.descendants, timeout=30) == [], "workers outlived the server"
+    finally:
+        server.kill()
+
+
+def test_job_accepted_before_a_sigkill_finishes_after_the_restart(pxt_tables, tmp_path, new_id):
+    # accepted by a server without workers, which then dies without any chance to clean up
+    first = Server(tmp_path, "--no-workers")
+    try:
+        first.wait_ready()
+        queued_key, lost_key = new_id(), new_id()
+        queued = first.submit({"id": queued_key, "name": "queued"})
+        lost = first.submit({"id": lost_key, "name": "lost"})
+        assert first.status(queued["id"]) == first.status(lost["id"]) == {"status": "pending"}
+    finally:
+        first.kill()
+    # the second job's task is lost too, as if the killed process had taken it off the queue
+    with sqlite3.connect(tmp_path / "django.sqlite3") as db:
+        db.execute("DELETE FROM django_q_ormq WHERE id = (SELECT MAX(id) FROM django_q_ormq)")
+
+    second = Server(tmp_path)
+    try:
+        second.wait_ready()
+        for job, key, name in [(queued, queued_key, "QUEUED"), (lost, lost_key, "LOST")]:
+            status = second.wait_finished(job["id"])
+            assert status["status"] == "done", status
+            assert status["result"]["id"] == key and status["result"]["name_upper"] == name
+        assert "Jobs: 1 requeued" in second.log()
+    finally:
+        second.kill()
+
+
+def job_row_status(tmp_path: Path, job_id: str) -> str:
+    with sqlite3.connect(tmp_path / "django.sqlite3") as db:
+        return db.execute("SELECT status FROM pxtserve_job WHERE id = ?", (job_id,)).fetchone()[0]
+
+
+def test_job_running_when_everything_is_killed_ends_as_interrupted(pxt_tables, tmp_path, new_id):
+    first = Server(tmp_path)
+    try:
+        first.wait_ready()
+        key = new_id()
+        pxt_tables.items.insert([{"id": key, "name": "slow"}])
+        job = first.submit({"id": key, "seconds": 60}, path="/slow")
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while job_row_status(tmp_path, job["id"]) != "running":
+            assert time.monotonic() < deadline, first.log()
+            time.sleep(0.2)
+        assert first.status(job["id"]) == {"status": "pending"}
+    finally:
+        first.kill()  # the server and its workers, all at once
+
+    second = Server(tmp_path)
+    try:
+        second.wait_ready()
+        status = second.status(job["id"])
+        assert status["status"] == "error" and "interrupted by a restart" in status["error"], status
+        assert "1 interrupted" in second.log()
+    finally:
+        second.kill()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM])
+def test_sigterm_stops_server_and_workers(pxt_tables, tmp_path, signum):
+    server = Server(tmp_path)
+    try:
+        server.wait_ready()
+        assert server.descendants
+        time.sleep(2)  # let the cluster spawn its workers
+        server.refresh()
+        server.process.send_signal(signum)
+        server.process.wait(timeout=60)
+        assert wait_gone(server.descendants, timeout=30) == []
+    finally:
+        server.kill()
