@@ -9,9 +9,10 @@ environment (pxtserve.conf), never from the service file.
 from __future__ import annotations
 
 import hmac
+import inspect
 from typing import Any, Callable, Sequence
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja.errors import HttpError
 from ninja.security import APIKeyHeader, HttpBearer
 
@@ -62,3 +63,25 @@ class HeaderKey(APIKeyHeader):
 def api_key_auth(keys: KeySource) -> list[Any]:
     """Ninja auth for a route or router: either header form is accepted."""
     return [BearerKey(keys), HeaderKey(keys)]
+
+
+async def check_auth(auth: Any, request: HttpRequest) -> HttpResponse | None:
+    """Apply a route's own Ninja auth outside its operation (job polls); None when allowed.
+
+    NOT_SET (the router's auth, already applied) and None (public) allow.
+    """
+    from django.http import JsonResponse
+    from ninja.constants import NOT_SET
+
+    if auth is NOT_SET or auth is None:
+        return None
+    for callback in auth if isinstance(auth, (list, tuple)) else [auth]:
+        try:
+            result = callback(request)
+            if inspect.isawaitable(result):
+                result = await result
+        except HttpError as exc:
+            return JsonResponse({"detail": exc.message}, status=exc.status_code)
+        if result:
+            return None
+    return JsonResponse({"detail": "Unauthorized"}, status=401)

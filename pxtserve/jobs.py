@@ -360,14 +360,14 @@ def task_finished(task: Any) -> None:
 # --- polling ---------------------------------------------------------------------------------
 
 
-async def job_status_async(job_id: str) -> dict[str, Any] | None:
+async def job_status_async(job_id: str) -> tuple[str, dict[str, Any]] | None:
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(job_status, thread_sensitive=False)(job_id)
 
 
-def job_status(job_id: str) -> dict[str, Any] | None:
-    """The poll answer for a job, or None for an unknown (or pruned) one."""
+def job_status(job_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The job's route key and its poll answer, or None for an unknown (or pruned) job."""
     from pxtserve.models import Job
 
     with _db_connection():
@@ -377,7 +377,7 @@ def job_status(job_id: str) -> dict[str, Any] | None:
         if job.status == Job.Status.RUNNING and _lost_worker(job, timezone.now()):
             _fail_interrupted(Job.objects.filter(pk=job.pk))
             job.refresh_from_db()
-    return status_body(job)
+    return job.route, status_body(job)
 
 
 def status_body(job: Job) -> dict[str, Any]:

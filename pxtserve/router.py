@@ -25,7 +25,7 @@ from pxtserve.routes.delete import build_delete
 from pxtserve.routes.insert import build_insert
 from pxtserve.routes.query import build_query
 from pxtserve.routes.update import build_update
-from pxtserve.views import job_status_view, make_operation_view, media_view
+from pxtserve.views import make_job_status_view, make_operation_view, media_view
 
 _router_ids = itertools.count(1)
 
@@ -70,7 +70,7 @@ class PixeltableRouter(Router):
         self.add_api_operation(
             "/jobs/{job_id}",
             ["GET"],
-            job_status_view,
+            make_job_status_view(self),
             response={200: JobStatus, 404: schemas.ErrorResponse},
             url_name=self.job_url_name,
             operation_id=f"pxtserve_job_status_{self.router_id}",
@@ -279,6 +279,10 @@ class PixeltableRouter(Router):
 
     def describe(self) -> list[dict[str, Any]]:
         return [op.describe() for op in self.operations]
+
+    def operation_for_key(self, key: str) -> RouteOperation | None:
+        """This router's operation with the given job route key, if it has one."""
+        return next((op for op in self.operations if self.route_key(op) == key), None)
 
     def route_key(self, operation: RouteOperation) -> str:
         """The mount-independent key by which a job names its route."""

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pixeltable as pxt
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Body, File, Form, Query, UploadedFile
 
+from pxtserve.auth import check_auth
 from pxtserve.errors import ApiError, error_response
 from pxtserve.executor import run_in_pool
 from pxtserve.jobs import JobRoute, job_status_async, submit_request
 from pxtserve.media import MediaUrls, file_response, media_file_response, resolve_media_request
 from pxtserve.routes.base import RouteOperation
 from pxtserve.uploads import name_uploads_in_error, remove_files, save_uploads
+
+if TYPE_CHECKING:
+    from pxtserve.router import PixeltableRouter
 
 _PARAM_WRAPPERS = {"body": Body, "query": Query, "form": Form}
 
@@ -84,11 +88,21 @@ def media_view(request: HttpRequest, path: str) -> HttpResponse:
     return media_file_response(request, resolve_media_request(path))
 
 
-async def job_status_view(request: HttpRequest, job_id: str) -> HttpResponse:
-    body = await job_status_async(job_id)
-    if body is None:
-        return error_response(ApiError(404, "JOB_NOT_FOUND", f"unknown or expired job {job_id!r}"))
-    response = JsonResponse(body)
-    if body["status"] == "pending":
-        response["Retry-After"] = "1"
-    return response
+def make_job_status_view(router: PixeltableRouter) -> Callable[..., Any]:
+    """GET <mount>/jobs/{job_id} of one router: only its own routes' jobs, behind each route's auth."""
+
+    async def job_status_view(request: HttpRequest, job_id: str) -> HttpResponse:
+        found = await job_status_async(job_id)
+        operation = router.operation_for_key(found[0]) if found is not None else None
+        if found is None or operation is None:
+            return error_response(ApiError(404, "JOB_NOT_FOUND", f"unknown or expired job {job_id!r}"))
+        denied = await check_auth(operation.auth, request)
+        if denied is not None:
+            return denied
+        body = found[1]
+        response = JsonResponse(body)
+        if body["status"] == "pending":
+            response["Retry-After"] = "1"
+        return response
+
+    return job_status_view

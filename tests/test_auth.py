@@ -106,3 +106,41 @@ def test_keys_from_a_named_environment_variable(pxt_tables, serve, monkeypatch, 
     body = json.dumps({"id": new_id(), "name": "e"})
     r = client.post("/items", body, content_type="application/json", HTTP_AUTHORIZATION="Bearer env-key-2")
     assert r.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_job_status_follows_the_auth_of_the_route_that_made_it(keys, serve, new_id):
+    client = serve(
+        MIXED
+        + """
+[[service.routes]]
+type = "insert"
+table = "pxtserve_test.items"
+path = "/items/bg"
+background = true
+auth = "api_key"
+[[service.routes]]
+type = "insert"
+table = "pxtserve_test.items"
+path = "/items/bg-public"
+background = true
+"""
+    )
+    body = json.dumps({"id": new_id(), "name": "job"})
+    r = client.post("/items/bg", body, content_type="application/json", HTTP_X_API_KEY="k-one")
+    assert r.status_code == 202, r.content
+    job = r.json()["job_url"].removeprefix("http://testserver")
+    assert client.get(job).status_code == 401
+    assert client.get(job, HTTP_X_API_KEY="bad").status_code == 403
+    assert client.get(job, HTTP_X_API_KEY="k-two").json()["status"] == "done"
+    public = client.post("/items/bg-public", json.dumps({"id": new_id(), "name": "p"}), content_type="application/json")
+    assert client.get(public.json()["job_url"].removeprefix("http://testserver")).json()["status"] == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_router_answers_only_its_own_jobs(keys, serve, new_id):
+    first = serve(MIXED + '[[service.routes]]\ntype = "delete"\ntable = "pxtserve_test.items"\npath = "/d"\nbackground = true\n')
+    r = first.post("/d", json.dumps({"id": new_id()}), content_type="application/json")
+    job_id = r.json()["id"]
+    other = serve(PROTECTED)
+    assert other.get(f"/jobs/{job_id}", HTTP_X_API_KEY="k-one").status_code == 404
