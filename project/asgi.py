@@ -1,12 +1,9 @@
-"""ASGI entry point: `uvicorn project.asgi:application`."""
+"""ASGI entry point: `uvicorn project.asgi:application` (what `manage.py serve` runs too)."""
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from pxtserve import conf  # noqa: E402  (settings must be configured first)
-from pxtserve.limits import BodySizeLimit  # noqa: E402
+from pxtserve.asgi import build_application  # noqa: E402
 
-application = BodySizeLimit(get_asgi_application(), lambda: int(conf.get("MAX_REQUEST_BODY")))
+application = build_application()

@@ -15,6 +15,8 @@ VAR_DIR = Path(os.environ.get("PXTSERVE_VAR_DIR", BASE_DIR / "var"))
 
 # A fixed key is fine for local use only; a deployment sets DJANGO_SECRET_KEY.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "pxtserve-local-development-key-change-me")
+# `manage.py serve` warns loudly when a site with public ALLOWED_HOSTS still uses the default key
+SECRET_KEY_IS_DEFAULT = "DJANGO_SECRET_KEY" not in os.environ
 DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
 

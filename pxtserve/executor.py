@@ -36,6 +36,30 @@ async def run_in_pool(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await loop.run_in_executor(get_pool(), functools.partial(fn, *args, **kwargs))
 
 
+class PoolTimeout(Exception):
+    """The call did not finish in time; `started` says whether it had begun (and may still finish)."""
+
+    def __init__(self, started: bool) -> None:
+        super().__init__("timed out")
+        self.started = started
+
+
+async def run_in_pool_with_timeout(timeout: float | None, fn: Callable[..., T], *args: Any) -> T:
+    """run_in_pool, but give up waiting after `timeout` seconds.
+
+    A call still queued for a thread is cancelled and never runs; one already
+    running cannot be interrupted (Pixeltable offers no way to), so it finishes
+    in its thread and its result is dropped.
+    """
+    if timeout is None:
+        return await run_in_pool(fn, *args)
+    future = get_pool().submit(fn, *args)
+    try:
+        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
+    except TimeoutError:
+        raise PoolTimeout(started=not future.cancel()) from None
+
+
 def shutdown_pool() -> None:
     """Close the Pixeltable runtimes of the pool's threads, then the pool."""
     global _pool

@@ -12,9 +12,10 @@ import pixeltable as pxt
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Body, File, Form, Query, UploadedFile
 
+from pxtserve import conf
 from pxtserve.auth import check_auth
 from pxtserve.errors import ApiError, error_response
-from pxtserve.executor import run_in_pool
+from pxtserve.executor import PoolTimeout, run_in_pool, run_in_pool_with_timeout
 from pxtserve.jobs import JobRoute, job_status_async, submit_request
 from pxtserve.media import MediaUrls, file_response, media_file_response, resolve_media_request
 from pxtserve.routes.base import RouteOperation
@@ -24,6 +25,24 @@ if TYPE_CHECKING:
     from pxtserve.router import PixeltableRouter
 
 _PARAM_WRAPPERS = {"body": Body, "query": Query, "form": Form}
+
+
+def _timeout() -> float | None:
+    value = conf.get("REQUEST_TIMEOUT")
+    return None if value is None else float(value)
+
+
+def _timeout_error(operation: RouteOperation, started: bool) -> ApiError:
+    limit = _timeout()
+    if not started:
+        return ApiError(504, "REQUEST_TIMEOUT", f"{operation.display_name} waited {limit:g} s for a worker thread; nothing was done")
+    what = "it may still complete" if operation.kind in ("insert", "update", "delete") else "its result is discarded"
+    return ApiError(
+        504,
+        "REQUEST_TIMEOUT",
+        f"{operation.display_name} did not finish within {limit:g} s (REQUEST_TIMEOUT); {what}. "
+        "Use background = true for long-running work",
+    )
 
 
 def operation_inputs(operation: RouteOperation, payload: Any) -> dict[str, Any]:
@@ -52,7 +71,11 @@ def make_operation_view(
         if job_route is not None:
             return await submit_request(request, job_route, payload, saved, media.base_url)
         try:
-            result = await run_in_pool(operation.execute, inputs, media)
+            result = await run_in_pool_with_timeout(_timeout(), operation.execute, inputs, media)
+        except PoolTimeout as exc:
+            if not exc.started:
+                remove_files(saved.values())
+            return error_response(_timeout_error(operation, exc.started))
         except (ApiError, pxt.Error) as exc:
             remove_files(saved.values())
             return error_response(name_uploads_in_error(exc, saved))

@@ -80,3 +80,35 @@ def test_cors_is_off_by_default_and_follows_the_setting(pxt_tables):
         assert pre.status_code == 204 and "POST" in pre.headers["access-control-allow-methods"]
         other = request("GET", "/openapi.json", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_slow_route_answers_504_and_does_not_block_others(pxt_tables, serve, new_id):
+    import time
+
+    from django.test import override_settings
+
+    client = serve(
+        """
+[[service]]
+name = "slow"
+[[service.routes]]
+type = "query"
+path = "/slow"
+query = "tests.pxt_app.slow_queries.slow_name"
+one_row = true
+[[service.routes]]
+type = "insert"
+table = "pxtserve_test.items"
+path = "/items"
+"""
+    )
+    key = new_id()
+    client.post("/items", json.dumps({"id": key, "name": "z"}), content_type="application/json")
+    with override_settings(PXTSERVE={"REQUEST_TIMEOUT": 0.5}):
+        started = time.monotonic()
+        r = client.post("/slow", json.dumps({"id": key, "seconds": 3}), content_type="application/json")
+        assert time.monotonic() - started < 2.5
+    assert r.status_code == 504
+    assert "did not finish within 0.5 s" in r.json()["detail"]["message"]
+    fast = client.post("/slow", json.dumps({"id": key, "seconds": 0}), content_type="application/json")
+    assert fast.json() == {"id": key, "name": "z"}

@@ -117,7 +117,8 @@ class Command(BaseCommand):
 
     def _run(self, config: ServiceConfig, *, workers: bool = True) -> None:
         import uvicorn
-        from django.core.asgi import get_asgi_application
+
+        from pxtserve.asgi import build_application
 
         from pxtserve.jobs import start_up
         from pxtserve.workers import WorkerProcess
@@ -131,6 +132,10 @@ class Command(BaseCommand):
                 f"Jobs: {jobs['requeued']} requeued, {jobs['interrupted']} interrupted, {jobs['pruned']} pruned"
             )
         _exit_on_sigterm()
+        from pxtserve.deploy_checks import deployment_warnings
+
+        for warning in deployment_warnings():
+            self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
         shown_host = "localhost" if config.host in ("0.0.0.0", "::", "") else config.host
         base = f"http://{shown_host}:{config.port}{config.prefix}"
         self.stdout.write(f"Serving {config.name!r} at {base}/  (docs: {base}/docs)")
@@ -139,7 +144,7 @@ class Command(BaseCommand):
         try:
             if workers:
                 worker_process = WorkerProcess.start()
-            uvicorn.run(get_asgi_application(), host=config.host, port=config.port, log_level="info", lifespan="off")
+            uvicorn.run(build_application(), host=config.host, port=config.port, log_level="info", lifespan="off")
         finally:
             if worker_process is not None:
                 worker_process.stop()

@@ -1,0 +1,14 @@
+"""The ASGI application pxtserve serves: Django's, behind the request size limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build_application() -> Any:
+    from django.core.asgi import get_asgi_application
+
+    from pxtserve import conf
+    from pxtserve.limits import BodySizeLimit
+
+    return BodySizeLimit(get_asgi_application(), lambda: int(conf.get("MAX_REQUEST_BODY")))
