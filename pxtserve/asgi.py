@@ -12,3 +12,19 @@ def build_application() -> Any:
     from pxtserve.limits import BodySizeLimit
 
     return BodySizeLimit(get_asgi_application(), lambda: int(conf.get("MAX_REQUEST_BODY")))
+
+
+_application: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    """`pxtserve.asgi:application`, built on first use (what `serve --workers N` hands to uvicorn)."""
+    global _application
+    if name != "application":
+        raise AttributeError(name)
+    if _application is None:
+        import django
+
+        django.setup()
+        _application = build_application()
+    return _application

@@ -166,3 +166,43 @@ def test_serve_runs_a_real_http_server(pxt_tables, tmp_path, new_id):
             proc.kill()
             out, _ = proc.communicate()
     assert f"Serving 'demo' at http://127.0.0.1:{port}/api/  (docs: http://127.0.0.1:{port}/api/docs)" in out
+
+
+def test_serve_with_several_web_processes(pxt_tables, tmp_path, new_id):
+    import psutil
+
+    port = free_port()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PXTSERVE_VAR_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "demo", "--config", str(DEMO), "--port", str(port),
+         "--host", "127.0.0.1", "--no-workers", "--workers", "2"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.3)
+        web = [c for c in psutil.Process(proc.pid).children() if "multiprocessing" in " ".join(c.cmdline())]
+        assert len(web) >= 2, [c.cmdline() for c in psutil.Process(proc.pid).children()]
+        keys = [new_id() for _ in range(20)]
+        with httpx.Client(base_url=base) as client:
+            for k in keys:
+                assert client.post("/notes", json={"id": k, "title": "w", "body": "b"}).status_code == 200
+            # every process sees every row (one catalog)
+            for k in keys:
+                assert httpx.get(f"{base}/notes/lookup", params={"id": k}).json()["id"] == k
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()

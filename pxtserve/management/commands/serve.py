@@ -51,6 +51,13 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="validate and print the service; bind no port")
         parser.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
         parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            metavar="N",
+            help="web server processes (uvicorn workers); each initializes Pixeltable after it starts",
+        )
+        parser.add_argument(
             "--no-workers",
             action="store_true",
             help="start no background-job workers (run `manage.py qcluster` for them elsewhere)",
@@ -86,7 +93,9 @@ class Command(BaseCommand):
             description = built.describe()
             self.stdout.write(json.dumps(description, indent=2) if options["json"] else _as_text(description))
             return
-        self._run(config, workers=not options["no_workers"])
+        if options["workers"] < 1:
+            raise CommandError("--workers must be at least 1")
+        self._run(config, workers=not options["no_workers"], processes=options["workers"])
 
     def _service_config(self, options: dict[str, Any]) -> ServiceConfig:
         target = options["target"]
@@ -115,7 +124,7 @@ class Command(BaseCommand):
             config = parse_service({**config.model_dump(), **overrides}, config.source or "command line")
         return config
 
-    def _run(self, config: ServiceConfig, *, workers: bool = True) -> None:
+    def _run(self, config: ServiceConfig, *, workers: bool = True, processes: int = 1) -> None:
         import uvicorn
 
         from pxtserve.asgi import build_application
@@ -144,7 +153,15 @@ class Command(BaseCommand):
         try:
             if workers:
                 worker_process = WorkerProcess.start()
-            uvicorn.run(build_application(), host=config.host, port=config.port, log_level="info", lifespan="off")
+            if processes == 1:
+                app: Any = build_application()
+            else:
+                # uvicorn spawns the processes and imports the app in each; they build the same
+                # service from PXTSERVE_SERVICE_JSON (set by activate) and start Pixeltable themselves
+                app = "pxtserve.asgi:application"
+            uvicorn.run(
+                app, host=config.host, port=config.port, log_level="info", lifespan="off", workers=processes
+            )
         finally:
             if worker_process is not None:
                 worker_process.stop()
