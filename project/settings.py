@@ -65,15 +65,37 @@ TEMPLATES = [
 
 ASGI_APPLICATION = "project.asgi.application"
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("PXTSERVE_DJANGO_DB", str(VAR_DIR / "django.sqlite3")),
-        # ASGI: a connection per request thread; keep none open across requests
+def _database_from_url(url: str) -> dict:
+    """DJANGO_DATABASE_URL=postgresql://user:password@host:port/name (for several nodes sharing one database)."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    socket_dir = parse_qs(parts.query).get("host", [""])[0]  # ?host=/path/to/socket/dir
+    if parts.scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        raise ValueError(f"DJANGO_DATABASE_URL: unsupported scheme {parts.scheme!r} (expected postgresql://)")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or socket_dir,
+        "PORT": str(parts.port or ""),
         "CONN_MAX_AGE": 0,
-        "OPTIONS": {"timeout": 20},
     }
-}
+
+
+if os.environ.get("DJANGO_DATABASE_URL"):
+    DATABASES = {"default": _database_from_url(os.environ["DJANGO_DATABASE_URL"])}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("PXTSERVE_DJANGO_DB", str(VAR_DIR / "django.sqlite3")),
+            # ASGI: a connection per request thread; keep none open across requests
+            "CONN_MAX_AGE": 0,
+            "OPTIONS": {"timeout": 20},
+        }
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
@@ -96,6 +118,10 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "catch_up": False,
 }
+# scale-out: a Redis broker shared by every node (PXTSERVE_REDIS_URL=redis://host:6379/0)
+if os.environ.get("PXTSERVE_REDIS_URL"):
+    Q_CLUSTER.pop("orm")
+    Q_CLUSTER["redis"] = os.environ["PXTSERVE_REDIS_URL"]
 
 # pxtserve: which service file this site serves (manage.py serve overrides it)
 PXTSERVE = {
