@@ -37,7 +37,13 @@ _Function = TypeVar("_Function", bound=RouteFunction)
 # path prefixes the router serves itself
 RESERVED_PREFIXES = ("/media/", "/jobs/")
 
-_ERROR_STATUSES = (400, 404, 409, 500)
+# every route may answer these with an ErrorResponse (413: the body limit, 504: REQUEST_TIMEOUT)
+_ERROR_STATUSES = (400, 404, 409, 413, 422, 500, 504)
+# ... and these in Ninja's own shapes too: a body that is not JSON, a request that does not validate
+_NINJA_ERRORS: dict[int, Any] = {
+    400: schemas.ErrorResponse | schemas.MessageResponse,
+    422: schemas.ErrorResponse | schemas.ValidationErrorResponse,
+}
 
 
 class PixeltableRouter(Router):
@@ -75,6 +81,8 @@ class PixeltableRouter(Router):
             url_name=self.job_url_name,
             operation_id=f"pxtserve_job_status_{self.router_id}",
             summary="Poll a background job",
+            # documented once the router has a background route (add_operation)
+            include_in_schema=False,
         )
         _live_routers.add(self)
 
@@ -248,9 +256,10 @@ class PixeltableRouter(Router):
                     f"another route already serves {operation.display_name}", field="path"
                 )
         index = len(self.operations)
-        response: Any = {code: schemas.ErrorResponse for code in _ERROR_STATUSES}
+        response: Any = {code: _NINJA_ERRORS.get(code, schemas.ErrorResponse) for code in _ERROR_STATUSES}
         openapi_extra: dict[str, Any] | None = None
         if operation.response_model is Path:
+            response[502] = schemas.ErrorResponse  # the file is not available locally
             openapi_extra = {
                 "responses": {"200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}}
             }
@@ -274,6 +283,9 @@ class PixeltableRouter(Router):
             auth=auth,
         )
         operation.auth = auth
+        if operation.background:
+            for job_operation in self.path_operations["/jobs/{job_id}"].operations:
+                job_operation.include_in_schema = True
         self.operations.append(operation)
         return operation
 
