@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_REQUEST_BODY": 101 * 1024 * 1024,
     # seconds a synchronous route may run before it answers 504 (None: no limit)
     "REQUEST_TIMEOUT": 300,
+    # seconds `serve` lets in-flight requests finish after SIGTERM/Ctrl-C before closing them
+    "SHUTDOWN_GRACE_SECONDS": 30,
     # origins allowed to call the API from a browser (CORS); empty: CORS off. "*" allows any.
     "CORS_ALLOWED_ORIGINS": [],
     # keys accepted by routes with auth = "api_key" (besides those in the service's api_keys_env variable)

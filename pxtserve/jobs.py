@@ -55,7 +55,10 @@ _logger = logging.getLogger(__name__)
 
 TASK_FUNC = "pxtserve.jobs.run_job"
 TASK_HOOK = "pxtserve.jobs.task_finished"
-INTERRUPTED = "interrupted by a restart: the worker running this job stopped before it finished; submit it again"
+INTERRUPTED = (
+    "interrupted by a restart: the worker running this job stopped before it finished; "
+    "its write may or may not have been committed, so check before submitting it again"
+)
 # a running job this much older than the task timeout has lost its worker
 _TIMEOUT_MARGIN = timedelta(seconds=60)
 # pruning runs on start and at most this often per process while jobs are submitted

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from pxtserve import conf
 from pxtserve.config import ROUTE_MODELS, ServiceConfig, ServiceConfigError, load_service, parse_service
 
 # single-endpoint flags -> route fields; which kinds accept which is checked by the route models
@@ -160,7 +161,14 @@ class Command(BaseCommand):
                 # service from PXTSERVE_SERVICE_JSON (set by activate) and start Pixeltable themselves
                 app = "pxtserve.asgi:application"
             uvicorn.run(
-                app, host=config.host, port=config.port, log_level="info", lifespan="off", workers=processes
+                app,
+                host=config.host,
+                port=config.port,
+                log_level="info",
+                lifespan="off",
+                workers=processes,
+                # a graceful drain, but bounded: one stuck request must not hold the shutdown for ever
+                timeout_graceful_shutdown=int(conf.get("SHUTDOWN_GRACE_SECONDS")),
             )
         finally:
             if worker_process is not None:
