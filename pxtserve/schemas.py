@@ -7,7 +7,8 @@ names the field.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import math
+from typing import Annotated, Any
 
 import pydantic
 from ninja import Schema
@@ -41,15 +42,84 @@ class ErrorResponse(Schema):
     detail: ErrorDetail
 
 
+class ValidationErrorItem(Schema):
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ValidationErrorResponse(Schema):
+    """Ninja's 422 for a request that does not validate: one item per bad field."""
+
+    detail: list[ValidationErrorItem]
+
+
+class MessageResponse(Schema):
+    """Ninja's own plain errors, e.g. the 400 for a body that is not JSON."""
+
+    detail: str
+
+
 class DeleteResponse(Schema):
     num_rows: int
 
 
-def python_type(col_type: ts.ColumnType) -> Any:
-    """The Python type of a column's values in JSON: media columns are URL (or path) strings."""
+# What the store can hold, checked on requests so that a value it would reject is a 422
+# naming the field, not a database error (a 500): Pixeltable's ints are 64-bit, PostgreSQL
+# text and jsonb hold no NUL character, JSON has no NaN/Infinity (nor does a response body).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# JSON values nested deeper than this are refused (Pixeltable walks them recursively)
+MAX_JSON_DEPTH = 100
+
+# a str holding a lone surrogate (JSON allows "\ud800") fails this pattern too: it is not valid Unicode
+_TEXT = pydantic.Field(pattern=r"^[^\x00]*$")
+_REQUEST_TYPES: dict[type, Any] = {
+    int: Annotated[int, pydantic.Field(ge=INT64_MIN, le=INT64_MAX)],
+    float: Annotated[float, pydantic.Field(allow_inf_nan=False)],
+    str: Annotated[str, _TEXT],
+}
+
+
+def _check_json(value: Any) -> Any:
+    """A JSON input the store can hold: no NUL or lone surrogate in strings or keys, finite numbers, bounded depth."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            for key in item if isinstance(item, dict) else ():
+                stack.append((key, depth))
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("JSON strings must not contain NUL (\\u0000)")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("JSON strings must be valid Unicode (no lone surrogates)") from None
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("JSON numbers must be finite (no NaN or Infinity)")
+    return value
+
+
+def python_type(col_type: ts.ColumnType, *, request: bool = False) -> Any:
+    """The Python type of a column's values in JSON: media columns are URL (or path) strings.
+
+    For a request (`request=True`) the type carries the limits of what can be stored (int64
+    range, no NUL in text, finite floats, JSON checked by _check_json).
+    """
     if col_type.is_media_type():
-        return Optional[str] if col_type.nullable else str
-    return col_type.to_pydantic_type()
+        py_type: Any = Annotated[str, _TEXT] if request else str
+        return py_type | None if col_type.nullable else py_type
+    if not request:
+        return col_type.to_pydantic_type()
+    py_type = col_type.copy(nullable=False).to_pydantic_type()
+    if col_type.is_json_type():
+        py_type = Annotated[Any, pydantic.AfterValidator(_check_json)]
+    else:
+        py_type = _REQUEST_TYPES.get(py_type, py_type)
+    return py_type | None if col_type.nullable else py_type
 
 
 def field(
@@ -71,9 +141,10 @@ def field(
             extra["contentMediaType"] = _MEDIA_CONTENT_TYPES[col_type._type]
     if default is ... and col_type.nullable:
         default = None
-    py_type = python_type(col_type)
+    py_type = python_type(col_type, request=not response)
     if form and col_type.is_json_type():
-        py_type = Optional[pydantic.Json[Any]] if col_type.nullable else pydantic.Json[Any]
+        py_type = Annotated[pydantic.Json[Any], pydantic.AfterValidator(_check_json)]
+        py_type = py_type | None if col_type.nullable else py_type
     return py_type, pydantic.Field(default, description=description, json_schema_extra=extra or None)
 
 

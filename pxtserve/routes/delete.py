@@ -53,7 +53,7 @@ def build_delete(
 
     # a match value is always required: a missing one must not widen the delete
     request_fields = {
-        n: (schemas.python_type(info.columns[n].col_type.copy(nullable=False)), ...) for n in names
+        n: (schemas.python_type(info.columns[n].col_type.copy(nullable=False), request=True), ...) for n in names
     }
     request_model = schemas.build_model(
         schemas.model_name("delete", path, "Request"), request_fields, base=schemas.RequestSchema
