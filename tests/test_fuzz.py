@@ -9,7 +9,7 @@ the response and the request as a curl command.
 
 The engine is driven directly rather than through schemathesis's pytest integration
 (`schemathesis.pytest.from_fixture`), which does not work with pytest 9.2 (it sets
-`Node._nodeid`, which pytest no longer has). The same run from the command line: tests/FUZZ.md.
+`Node._nodeid`, which pytest no longer has). The same run from the command line: README.md, "Fuzzing the API".
 
 The fuzz's findings are pinned below as plain requests: values the store cannot hold
 (beyond int64, NUL or lone surrogates in text, non-finite floats, JSON too deep) are a 422
