@@ -1,0 +1,1 @@
+"""The benchmark of issue 8 (run by hand): see bench/README.md."""

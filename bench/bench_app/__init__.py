@@ -1,0 +1,1 @@
+"""The benchmark's Pixeltable app: `schema` creates the tables, `queries` defines the @pxt.query functions."""
