@@ -4,6 +4,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from pxtserve.asgi import build_application  # noqa: E402
+from pxtserve.asgi import build_application
 
 application = build_application()

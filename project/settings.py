@@ -18,7 +18,9 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "pxtserve-local-development-key
 # `manage.py serve` warns loudly when a site with public ALLOWED_HOSTS still uses the default key
 SECRET_KEY_IS_DEFAULT = "DJANGO_SECRET_KEY" not in os.environ
 DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
+ALLOWED_HOSTS = [
+    h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -64,6 +66,7 @@ TEMPLATES = [
 ]
 
 ASGI_APPLICATION = "project.asgi.application"
+
 
 def _database_from_url(url: str) -> dict:
     """DJANGO_DATABASE_URL=postgresql://user:password@host:port/name (for several nodes sharing one database)."""
@@ -132,6 +135,7 @@ PXTSERVE = {
     "CORS_ALLOWED_ORIGINS": [o for o in os.environ.get("PXTSERVE_CORS_ALLOWED_ORIGINS", "").split(",") if o],
     "MEDIA_INPUT_DIRS": [d for d in os.environ.get("PXTSERVE_MEDIA_INPUT_DIRS", "").split(",") if d],
     "MEDIA_FETCH_URLS": os.environ.get("PXTSERVE_MEDIA_FETCH_URLS", "0") == "1",
+    "POOL_SIZE": int(os.environ["PXTSERVE_POOL_SIZE"]) if os.environ.get("PXTSERVE_POOL_SIZE") else None,
 }
 
 LOGGING = {

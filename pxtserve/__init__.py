@@ -6,7 +6,7 @@ in INSTALLED_APPS does not import Pixeltable before Django is set up.
 
 from typing import Any
 
-__all__ = ["PixeltableRouter", "SqlExport", "ServiceConfig", "load_service", "build_service"]
+__all__ = ["PixeltableRouter", "ServiceConfig", "SqlExport", "build_service", "load_service"]
 
 _EXPORTS = {
     "PixeltableRouter": "pxtserve.router",

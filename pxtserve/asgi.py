@@ -1,17 +1,111 @@
-"""The ASGI application pxtserve serves: Django's, behind the request size limit."""
+"""The ASGI application pxtserve serves.
+
+API requests take a lean path. Under ASGI, Django runs every sync-style middleware
+hook, the request_started/finished signal receivers and `response.close()` through
+`sync_to_async` on a thread created for the request: about 3 ms of thread hops on a
+2-core machine before an async view even starts, more than the Pixeltable lookup it
+serves. API requests need none of that machinery (no sessions, CSRF, messages or
+templates), so they go to a handler whose middleware chain is the async-capable
+PXTSERVE["API_MIDDLEWARE"] and which closes responses inline. The admin, static
+files and anything under PXTSERVE["FULL_DJANGO_PATHS"] keep Django's full handler.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.urls import set_script_prefix
+
+from pxtserve import conf
+from pxtserve.limits import BodySizeLimit
+
+
+class ApiHandler(ASGIHandler):
+    """Django's ASGI handler with the API middleware chain and no per-request thread hops."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        # BaseHandler builds its chain from settings.MIDDLEWARE; this handler's chain is the API one.
+        # Done once, at start-up, before any request is served.
+        full = settings.MIDDLEWARE
+        settings.MIDDLEWARE = list(conf.get("API_MIDDLEWARE"))
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = full
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # no ThreadSensitiveContext: nothing on this path runs thread-sensitive sync code
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from django.core.exceptions import RequestAborted
+
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        # request_started/finished are not sent: their receivers (query log reset, closing old DB
+        # connections) concern the event loop thread, which never opens a database connection here
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+        process = asyncio.create_task(self._respond(request, send))
+        disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
+        try:
+            await asyncio.wait([process, disconnect], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (disconnect, process):
+                if not task.done():
+                    task.cancel()
+                    try:
+                        await task
+                    except (asyncio.CancelledError, RequestAborted):
+                        pass
+            body_file.close()
+        if process.done() and not process.cancelled():
+            process.result()
+
+    async def _respond(self, request: Any, send: Any) -> None:
+        response = await self.run_get_response(request)
+        try:
+            await self.send_response(response, send)
+        finally:
+            # inline: closing a plain or file response does no database work
+            response.close()
+
+
+class PathDispatcher:
+    """Send API paths to the lean handler and the rest (admin, static files) to Django's own."""
+
+    def __init__(self, api: Any, full: Any, full_prefixes: tuple[str, ...]) -> None:
+        self.api, self.full, self.full_prefixes = api, full, full_prefixes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and not path.startswith(self.full_prefixes):
+            await self.api(scope, receive, send)
+        else:
+            await self.full(scope, receive, send)
 
 
 def build_application() -> Any:
+    import django
     from django.core.asgi import get_asgi_application
 
-    from pxtserve import conf
-    from pxtserve.limits import BodySizeLimit
-
-    return BodySizeLimit(get_asgi_application(), lambda: int(conf.get("MAX_REQUEST_BODY")))
+    django.setup(set_prefix=False)
+    full = get_asgi_application()
+    prefixes = [*conf.get("FULL_DJANGO_PATHS")]
+    static_url = getattr(settings, "STATIC_URL", None)
+    if static_url:
+        prefixes.append(static_url if static_url.startswith("/") else f"/{static_url}")
+    app = PathDispatcher(ApiHandler(), full, tuple(prefixes))
+    return BodySizeLimit(app, lambda: int(conf.get("MAX_REQUEST_BODY")))
 
 
 _application: Any = None
@@ -23,8 +117,5 @@ def __getattr__(name: str) -> Any:
     if name != "application":
         raise AttributeError(name)
     if _application is None:
-        import django
-
-        django.setup()
         _application = build_application()
     return _application

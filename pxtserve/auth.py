@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hmac
 import inspect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from ninja.errors import HttpError

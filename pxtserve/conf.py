@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "REQUEST_TIMEOUT": 300,
     # seconds `serve` lets in-flight requests finish after SIGTERM/Ctrl-C before closing them
     "SHUTDOWN_GRACE_SECONDS": 30,
+    # the middleware of API requests (pxtserve.asgi): async-capable ones only, or each costs thread hops
+    "API_MIDDLEWARE": ["pxtserve.headers.SecurityHeadersMiddleware", "pxtserve.cors.CorsMiddleware"],
+    # paths that keep Django's full handler and settings.MIDDLEWARE (STATIC_URL is added)
+    "FULL_DJANGO_PATHS": ["/admin/"],
     # origins allowed to call the API from a browser (CORS); empty: CORS off. "*" allows any.
     "CORS_ALLOWED_ORIGINS": [],
     # keys accepted by routes with auth = "api_key" (besides those in the service's api_keys_env variable)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -147,7 +147,7 @@ class QueryRoute(_Route):
         )
 
 
-RouteConfig = Annotated[Union[InsertRoute, UpdateRoute, DeleteRoute, QueryRoute], Field(discriminator="type")]
+RouteConfig = Annotated[InsertRoute | UpdateRoute | DeleteRoute | QueryRoute, Field(discriminator="type")]
 ROUTE_MODELS: dict[str, type[_Route]] = {
     "insert": InsertRoute,
     "update": UpdateRoute,

@@ -34,7 +34,7 @@ async def readyz(request: HttpRequest) -> JsonResponse:
         try:
             await run_in_pool(check)
             checks[name] = "ok"
-        except Exception as exc:  # any failure means "not ready"; say which and why
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; say which and why
             checks[name] = f"error: {type(exc).__name__}: {exc}"
     ready = all(v == "ok" for v in checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)

@@ -8,9 +8,10 @@ import mimetypes
 import os
 import re
 import urllib.parse
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import PIL.Image
 from django.http import (
@@ -21,8 +22,8 @@ from django.http import (
     HttpResponseNotModified,
     StreamingHttpResponse,
 )
-from django.utils.http import http_date
 from django.urls import reverse
+from django.utils.http import http_date
 
 
 @lru_cache(maxsize=1)
@@ -68,7 +69,9 @@ class MediaUrls:
     """Builds absolute URLs to the media view for one request.
 
     The URL is reversed in the request's own URL namespace, so it is right under
-    whatever prefix the router is mounted at.
+    whatever prefix the router is mounted at; and on the request's thread, since
+    reverse() depends on that thread's URLconf and script prefix (the rendering of
+    rows happens later, on a pool thread).
     """
 
     def __init__(self, request: HttpRequest | None, url_name: str, base_url: str | None = None) -> None:
@@ -130,7 +133,7 @@ def resolve_media_request(rel_path: str) -> Path:
 def file_response(path: Path, *, as_attachment: bool = False) -> FileResponse:
     content_type, _ = mimetypes.guess_type(path.name)
     return FileResponse(
-        open(path, "rb"),  # noqa: SIM115 - FileResponse closes it
+        open(path, "rb"),
         content_type=content_type or "application/octet-stream",
         as_attachment=as_attachment,
         filename=path.name,

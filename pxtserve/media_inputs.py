@@ -15,8 +15,9 @@ import mimetypes
 import os
 import socket
 import urllib.parse
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pxtserve import conf
 from pxtserve.errors import ApiError

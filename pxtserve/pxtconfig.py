@@ -40,11 +40,12 @@ def init_pixeltable_config() -> None:
     if not isinstance(section, dict) or "service" not in section:
         return
     # private: Config.init is the only way to choose the project root before Pixeltable starts
+    import pixeltable as pxt
     from pixeltable.config import Config
 
     try:
         Config.init(project_root=None)
-    except Exception:  # already initialized: nothing left to choose
+    except pxt.Error:  # already initialized: nothing left to choose
         return
     other = sorted(k for k in section if k != "service")
     if other:

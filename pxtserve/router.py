@@ -252,16 +252,19 @@ class PixeltableRouter(Router):
             )
         for existing in self.operations:
             if (existing.method, existing.path) == (operation.method, operation.path):
-                raise RouteDefinitionError(
-                    f"another route already serves {operation.display_name}", field="path"
-                )
+                raise RouteDefinitionError(f"another route already serves {operation.display_name}", field="path")
         index = len(self.operations)
         response: Any = {code: _NINJA_ERRORS.get(code, schemas.ErrorResponse) for code in _ERROR_STATUSES}
         openapi_extra: dict[str, Any] | None = None
         if operation.response_model is Path:
             response[502] = schemas.ErrorResponse  # the file is not available locally
             openapi_extra = {
-                "responses": {"200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}}
+                "responses": {
+                    "200": {
+                        "description": "The file",
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    }
+                }
             }
         elif operation.background:
             response[202] = JobHandle

@@ -54,7 +54,9 @@ def build_service(config: ServiceConfig) -> BuiltService:
         try:
             importlib.import_module(module)
         except Exception as exc:  # whatever the module raises, the user needs to know which one and why
-            raise config.error(f"cannot import module {module!r}: {type(exc).__name__}: {exc}", field="modules") from exc
+            raise config.error(
+                f"cannot import module {module!r}: {type(exc).__name__}: {exc}", field="modules"
+            ) from exc
     auth = _service_auth(config)
     router = PixeltableRouter(name=config.name, auth=auth["api_key"] if config.auth == "api_key" else NOT_SET)
     for index, route in enumerate(config.routes):

@@ -36,8 +36,7 @@ def save_upload(field: str, upload: UploadedFile) -> Path:
 
     dest = Path(TempStore.create_path(extension=_extension(upload)))
     with open(dest, "wb") as out:
-        for chunk in upload.chunks():
-            out.write(chunk)
+        out.writelines(upload.chunks())
     return dest
 
 

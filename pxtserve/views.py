@@ -5,8 +5,9 @@ a response."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import pixeltable as pxt
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -35,7 +36,9 @@ def _timeout() -> float | None:
 def _timeout_error(operation: RouteOperation, started: bool) -> ApiError:
     limit = _timeout()
     if not started:
-        return ApiError(504, "REQUEST_TIMEOUT", f"{operation.display_name} waited {limit:g} s for a worker thread; nothing was done")
+        return ApiError(
+            504, "REQUEST_TIMEOUT", f"{operation.display_name} waited {limit:g} s for a worker thread; nothing was done"
+        )
     what = "it may still complete" if operation.kind in ("insert", "update", "delete") else "its result is discarded"
     return ApiError(
         504,

@@ -17,7 +17,8 @@ correctness.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pixeltable as pxt
 
@@ -25,7 +26,7 @@ from pxtserve import conf
 
 
 class _Request:
-    __slots__ = ("row", "result", "error", "done")
+    __slots__ = ("done", "error", "result", "row")
 
     def __init__(self, row: dict[str, Any]) -> None:
         self.row = row
@@ -79,7 +80,7 @@ class _GroupCommit:
     def _run(self, batch: list[_Request]) -> None:
         try:
             results = self._write_batch([r.row for r in batch])
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every waiting request must get an outcome
             if len(batch) == 1 or not isinstance(exc, pxt.Error):
                 for request in batch:
                     request.finish(error=exc)

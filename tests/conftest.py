@@ -6,22 +6,26 @@ import itertools
 import os
 import tempfile
 import types
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 # before anything imports pixeltable: this session's own Pixeltable instance
 os.environ.setdefault("PIXELTABLE_HOME", tempfile.mkdtemp(prefix="pxtserve-pxt-"))
 os.environ.pop("PXTSERVE_SERVICE_JSON", None)
 
-import pytest  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
+import pytest
+from django.test import Client, override_settings
+
+# fixtures for the real external servers: postgres_url, mariadb_url, sqlite_url, redis_url
+pytest_plugins = ["tests.sql_targets", "tests.services"]
 
 _ids = itertools.count(1000)
 
 
 @pytest.fixture(scope="session")
 def pxt_tables() -> types.ModuleType:
-    import tests.pxt_app.schema as schema
+    from tests.pxt_app import schema
 
     return schema
 

@@ -3,7 +3,7 @@
 import os
 import tempfile
 
-from project.settings import *  # noqa: F403
+from project.settings import *
 
 _TMP = tempfile.mkdtemp(prefix="pxtserve-django-")
 
@@ -11,4 +11,4 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path
 # the tests insert images they write under the system tmp dir by path
 PXTSERVE = {"MEDIA_INPUT_DIRS": [tempfile.gettempdir()]}
 # django-q2 reads its settings once, at import: jobs run inside async_task, in the submitting thread
-Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}

@@ -95,9 +95,11 @@ def test_openapi_declares_the_schemes(keys, serve):
 
 
 def test_api_key_auth_without_keys_is_a_configuration_error(pxt_tables):
-    with override_settings(PXTSERVE={"API_KEYS": []}):
-        with pytest.raises(ServiceConfigError, match="field 'auth': auth = \"api_key\" needs keys"):
-            build_service(service_from_toml(PROTECTED))
+    with (
+        override_settings(PXTSERVE={"API_KEYS": []}),
+        pytest.raises(ServiceConfigError, match="field 'auth': auth = \"api_key\" needs keys"),
+    ):
+        build_service(service_from_toml(PROTECTED))
 
 
 def test_keys_from_a_named_environment_variable(pxt_tables, serve, monkeypatch, new_id):
@@ -139,7 +141,9 @@ background = true
 
 @pytest.mark.django_db(transaction=True)
 def test_a_router_answers_only_its_own_jobs(keys, serve, new_id):
-    first = serve(MIXED + '[[service.routes]]\ntype = "delete"\ntable = "pxtserve_test.items"\npath = "/d"\nbackground = true\n')
+    first = serve(
+        MIXED + '[[service.routes]]\ntype = "delete"\ntable = "pxtserve_test.items"\npath = "/d"\nbackground = true\n'
+    )
     r = first.post("/d", json.dumps({"id": new_id()}), content_type="application/json")
     job_id = r.json()["id"]
     other = serve(PROTECTED)

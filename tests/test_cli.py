@@ -19,7 +19,7 @@ DEMO = REPO / "examples" / "demo" / "service.toml"
 
 
 def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return subprocess.run(  # noqa: PLW1510 - the tests assert on returncode
         [sys.executable, "manage.py", *args],
         cwd=REPO,
         env={**os.environ, **(env or {}), "DJANGO_SETTINGS_MODULE": "project.settings"},
@@ -58,7 +58,7 @@ def test_pyproject_is_the_default_config(pxt_tables, tmp_path):
         '[[tool.pixeltable.service]]\nname = "pp"\n[[tool.pixeltable.service.routes]]\n'
         'type = "delete"\ntable = "pxtserve_test.items"\npath = "/d"\n'
     )
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 - the tests assert on returncode
         [sys.executable, str(REPO / "manage.py"), "serve", "pp", "--dry-run", "--json"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO), "DJANGO_SETTINGS_MODULE": "project.settings"},
@@ -80,7 +80,9 @@ def test_bad_file_exits_non_zero_with_one_message_and_no_traceback(pxt_tables, t
     result = manage("serve", "b", "--config", str(bad), "--dry-run")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    assert f"{bad}: service 'b': route #2 (/x): field 'outputs': unknown output column 'no_such_column'" in result.stderr
+    assert (
+        f"{bad}: service 'b': route #2 (/x): field 'outputs': unknown output column 'no_such_column'" in result.stderr
+    )
 
 
 def test_single_endpoint_mode_builds_the_same_route(pxt_tables):
@@ -103,7 +105,10 @@ def test_single_endpoint_mode_builds_the_same_route(pxt_tables):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["insert", "--table", "pxtserve_test.items", "--path", "/i", "--match-columns", "id"], "field 'match_columns': unknown field"),
+        (
+            ["insert", "--table", "pxtserve_test.items", "--path", "/i", "--match-columns", "id"],
+            "field 'match_columns': unknown field",
+        ),
         (["delete", "--table", "pxtserve_test.items", "--path", "d"], "field 'path'"),
         (["update", "--table", "pxtserve_test.nopk", "--path", "/u"], "has no primary key"),
         (["demo", "--table", "pxtserve_test.items"], "single-endpoint flags need a route type"),

@@ -14,8 +14,7 @@ import sqlalchemy as sa
 
 from pxtserve.config import ServiceConfigError
 
-from .conftest import serving, service_from_toml
-from .sql_targets import mariadb_url, postgres_url, sqlite_url  # noqa: F401
+from .conftest import service_from_toml, serving
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -128,9 +127,11 @@ def test_update_export_with_no_matching_target_row_is_500(pxt_tables, sqlite_url
 
 
 def test_missing_target_table_is_a_registration_error(pxt_tables, sqlite_url):
-    with pytest.raises(ServiceConfigError) as info:
-        with serving(service_from_toml(toml(sqlite_url, "no_such_target", "insert"))):
-            pass
+    with (
+        pytest.raises(ServiceConfigError) as info,
+        serving(service_from_toml(toml(sqlite_url, "no_such_target", "insert"))),
+    ):
+        pass
     assert "route #2 (/exported): field 'export_sql'" in str(info.value)
     assert "no_such_target" in str(info.value)
 
@@ -153,7 +154,7 @@ def test_password_never_in_dry_run_output_or_errors(pxt_tables, postgres_url, tm
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PG_PASSWORD": "hunter2-secret"}
     service = tmp_path / "s.toml"
     service.write_text(toml(rendered.replace("hunter2-secret", "${PG_PASSWORD}"), "exp_secret", "insert"))
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 - the tests assert on returncode
         [sys.executable, "manage.py", "serve", "x", "--config", str(service), "--dry-run", "--json"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
@@ -162,7 +163,7 @@ def test_password_never_in_dry_run_output_or_errors(pxt_tables, postgres_url, tm
     export = json.loads(result.stdout)["routes"][1]["export_sql"]
     assert export["table"] == "exp_secret" and "***" in export["db_connect"]
     # an unreachable target: the error names it, without the password, and so does the CLI flag path
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 - the tests assert on returncode
         [sys.executable, "manage.py", "serve", "insert", "--table", "pxtserve_test.items", "--path", "/e",
          "--inputs", "id", "name", "--outputs", "id", "name",
          "--export-sql-db-connect", "postgresql+psycopg://u:${PG_PASSWORD}@127.0.0.1:1/nowhere",

@@ -24,7 +24,6 @@ from pxtserve.export import (
     redact_text,
     redact_url,
 )
-from tests.sql_targets import mariadb_url, postgres_url, sqlite_url  # noqa: F401
 
 ROUTE = "POST /generate"
 SECRET = "s3cretpw"
@@ -185,7 +184,7 @@ def test_write_failure_after_registration(db_url: str, admin: sa.Engine, caplog:
     assert f"route {ROUTE}" in caplog.text and redact_url(db_url) in caplog.text
 
 
-def test_row_missing_column_is_write_error(sqlite_url: str) -> None:  # noqa: F811
+def test_row_missing_column_is_write_error(sqlite_url: str) -> None:
     admin = sa.create_engine(sqlite_url, poolclass=sa.pool.NullPool)
     exp = exporter(sqlite_url, generations(admin))
     with pytest.raises(ExportWriteError, match="lacks column"):
@@ -294,7 +293,7 @@ def test_missing_driver_is_config_error() -> None:
 # --- PostgreSQL specifics -------------------------------------------------------------------------------------------
 
 
-def test_db_schema_postgres(postgres_url: str) -> None:  # noqa: F811
+def test_db_schema_postgres(postgres_url: str) -> None:
     schema = f"s_{secrets.token_hex(4)}"
     admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
     with admin.begin() as conn:
@@ -311,7 +310,7 @@ def test_db_schema_postgres(postgres_url: str) -> None:  # noqa: F811
     admin.dispose()
 
 
-def test_jsonb_and_null_json_postgres(postgres_url: str) -> None:  # noqa: F811
+def test_jsonb_and_null_json_postgres(postgres_url: str) -> None:
     admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
     with admin.begin() as conn:
         conn.execute(sa.text("CREATE TABLE jsonb_target (id int PRIMARY KEY, meta jsonb)"))
@@ -324,7 +323,7 @@ def test_jsonb_and_null_json_postgres(postgres_url: str) -> None:  # noqa: F811
     admin.dispose()
 
 
-def test_pool_recovers_after_connections_killed_postgres(postgres_url: str) -> None:  # noqa: F811
+def test_pool_recovers_after_connections_killed_postgres(postgres_url: str) -> None:
     """pool_pre_ping: pooled connections that died (server restart, idle kill) are replaced transparently."""
     admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
     table = generations(admin)
@@ -351,7 +350,7 @@ def test_engines_are_shared(db_url: str, admin: sa.Engine) -> None:
     assert exporter(db_url, table).engine is exporter(db_url, table, method="merge").engine
 
 
-def test_dispose_engines_clears_cache(sqlite_url: str) -> None:  # noqa: F811
+def test_dispose_engines_clears_cache(sqlite_url: str) -> None:
     engine = get_engine(sqlite_url)
     export.dispose_engines()
     assert get_engine(sqlite_url) is not engine

@@ -21,7 +21,6 @@ import pytest
 import sqlalchemy as sa
 
 from .conftest import service_from_toml, serving
-from .sql_targets import postgres_url  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120
@@ -328,7 +327,7 @@ def post(client: Any, path: str, body: dict[str, Any]) -> Any:
 
 def test_export_target_renamed_away_and_back_and_its_connections_terminated(
     pxt_tables,
-    postgres_url,  # noqa: F811 - the fixture imported above
+    postgres_url,
     new_id,
 ):
     engine = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)

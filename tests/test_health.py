@@ -10,4 +10,3 @@ def test_healthz_and_readyz(pxt_tables, db):
     r = client.get("/readyz")
     assert r.status_code == 200, r.content
     assert r.json() == {"status": "ok", "checks": {"pixeltable": "ok", "django_db": "ok"}}
-

@@ -21,12 +21,9 @@ path = "/items"
 
 
 def asgi_app():
-    from django.core.asgi import get_asgi_application
+    from pxtserve.asgi import build_application
 
-    from pxtserve import conf
-    from pxtserve.limits import BodySizeLimit
-
-    return BodySizeLimit(get_asgi_application(), lambda: int(conf.get("MAX_REQUEST_BODY")))
+    return build_application()
 
 
 def request(method: str, path: str, **kwargs):
@@ -112,3 +109,22 @@ path = "/items"
     assert "did not finish within 0.5 s" in r.json()["detail"]["message"]
     fast = client.post("/slow", json.dumps({"id": key, "seconds": 0}), content_type="application/json")
     assert fast.json() == {"id": key, "name": "z"}
+
+
+def test_api_requests_take_the_lean_path_and_the_admin_the_full_one(pxt_tables):
+    """API requests skip the full middleware chain (no session cookie, no per-request thread hops);
+    the admin keeps it (CSRF cookie, login redirect)."""
+    urls = urlconf_for(SERVICE)
+    from django.contrib import admin
+    from django.urls import path
+
+    urls.urlpatterns = [path("admin/", admin.site.urls), *urls.urlpatterns]
+    with override_settings(ROOT_URLCONF=urls):
+        api = request("GET", "/openapi.json")
+        assert api.status_code == 200
+        # XFrameOptionsMiddleware (full chain only) did not run; the API's own headers did
+        assert "x-frame-options" not in api.headers
+        assert api.headers["x-content-type-options"] == "nosniff"
+        page = request("GET", "/admin/login/")
+        assert page.status_code == 200 and "csrftoken" in page.headers.get("set-cookie", "")
+        assert page.headers["x-frame-options"] == "DENY"

@@ -64,9 +64,8 @@ def test_urls_are_refused_unless_enabled(serve, new_id):
     ],
 )
 def test_non_public_addresses_are_never_fetched(url):
-    with override_settings(PXTSERVE={"MEDIA_FETCH_URLS": True}):
-        with pytest.raises(ApiError) as info:
-            check_media_value("image", url)
+    with override_settings(PXTSERVE={"MEDIA_FETCH_URLS": True}), pytest.raises(ApiError) as info:
+        check_media_value("image", url)
     assert info.value.status == 422 and "non-public" in info.value.message
 
 
@@ -74,7 +73,7 @@ def test_a_loopback_server_that_exists_is_still_not_contacted():
     hits = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             hits.append(self.path)
             self.send_response(200)
             self.end_headers()
@@ -86,9 +85,8 @@ def test_a_loopback_server_that_exists_is_still_not_contacted():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        with override_settings(PXTSERVE={"MEDIA_FETCH_URLS": True}):
-            with pytest.raises(ApiError):
-                check_media_value("image", f"http://127.0.0.1:{server.server_port}/x.png")
+        with override_settings(PXTSERVE={"MEDIA_FETCH_URLS": True}), pytest.raises(ApiError):
+            check_media_value("image", f"http://127.0.0.1:{server.server_port}/x.png")
     finally:
         server.shutdown()
     assert hits == []

@@ -14,9 +14,6 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from tests.services import redis_url  # noqa: F401
-from tests.sql_targets import postgres_url  # noqa: F401
-
 REPO = Path(__file__).resolve().parent.parent
 
 SERVICE = """
@@ -94,17 +91,32 @@ def test_two_nodes_and_a_separate_worker_share_one_catalog_database_and_broker(p
         "PXTSERVE_VAR_DIR": str(tmp_path / "var"),
     }
     env.pop("PXTSERVE_SERVICE_JSON", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=REPO, env=env, check=True, timeout=180)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=REPO, env=env, check=True, timeout=180
+    )
     procs: list[subprocess.Popen] = []
     try:
         ports = [free_port(), free_port()]
         for port in ports:
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "manage.py", "serve", "multinode", "--config", str(service),
-                     "--host", "127.0.0.1", "--port", str(port), "--no-workers"],
-                    cwd=REPO, env=env, start_new_session=True,
-                )  # fmt: skip
+                    [
+                        sys.executable,
+                        "manage.py",
+                        "serve",
+                        "multinode",
+                        "--config",
+                        str(service),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--no-workers",
+                    ],
+                    cwd=REPO,
+                    env=env,
+                    start_new_session=True,
+                )
             )
         node_a, node_b = (f"http://127.0.0.1:{p}" for p in ports)
         for node, proc in zip((node_a, node_b), procs):
@@ -124,9 +136,7 @@ def test_two_nodes_and_a_separate_worker_share_one_catalog_database_and_broker(p
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         assert httpx.get(f"{node_b}/jobs/{job_id}").json()["status"] == "pending"
-        worker = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=REPO, env=env, start_new_session=True
-        )
+        worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=REPO, env=env, start_new_session=True)
         procs.append(worker)
         deadline = time.monotonic() + 120
         while (status := httpx.get(f"{node_b}/jobs/{job_id}", timeout=10).json())["status"] == "pending":

@@ -5,7 +5,7 @@ import json
 import pixeltable as pxt
 from django.test import override_settings
 
-from .conftest import serving, service_from_toml
+from .conftest import service_from_toml, serving
 
 
 @override_settings(PXTSERVE={"SCHEMA_CHECK_INTERVAL": 0})

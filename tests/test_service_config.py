@@ -33,29 +33,95 @@ HEAD = '[[service]]\nname = "svc"\n'
 @pytest.mark.parametrize(
     ("route", "expected"),
     [
-        ('type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\ncolour = "red"', "route #1 (/i): field 'colour': unknown field"),
-        ('type = "upsert"\ntable = "pxtserve_test.items"\npath = "/i"', "route #1 (/i): field 'type': unknown route type 'upsert'"),
-        ('type = "insert"\ntable = "pxtserve_test.items"\npath = "i"', "route #1 (i): field 'path': Value error, path must start with '/'"),
-        ('type = "insert"\ntable = "pxtserve_test.nothere"\npath = "/i"', "route #1 (/i): field 'table': table 'pxtserve_test.nothere' cannot be opened"),
-        ('type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\ninputs = ["id", "name", "colour"]', "route #1 (/i): field 'inputs': unknown input column 'colour'"),
-        ('type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\noutputs = ["nope"]', "route #1 (/i): field 'outputs': unknown output column 'nope'"),
-        ('type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\ninputs = ["id", "name_upper"]', "field 'inputs': 'name_upper' is a computed column"),
-        ('type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\ninputs = ["id"]', "field 'inputs': inputs must include the required column(s) name"),
-        ('type = "update"\ntable = "pxtserve_test.nopk"\npath = "/u"', "route #1 (/u): field 'table': table 'pxtserve_test/nopk' has no primary key"),
-        ('type = "update"\ntable = "pxtserve_test.items"\npath = "/u"\ninputs = ["id"]', "field 'inputs': 'id' is a primary key column"),
-        ('type = "update"\ntable = "pxtserve_test.images"\npath = "/u"\ninputs = ["image"]', "field 'inputs': 'image' is a media column and cannot be updated"),
-        ('type = "delete"\ntable = "pxtserve_test.nopk"\npath = "/d"', "field 'match_columns': table 'pxtserve_test/nopk' has no primary key"),
-        ('type = "delete"\ntable = "pxtserve_test.items"\npath = "/d"\nmatch_columns = ["zzz"]', "field 'match_columns': unknown match column 'zzz'"),
-        ('type = "query"\npath = "/q"\nquery = "tests.pxt_app.missing_module.f"', "field 'query': cannot import module 'tests.pxt_app.missing_module'"),
-        ('type = "query"\npath = "/q"\nquery = "tests.pxt_app.queries.nope"', "field 'query': module 'tests.pxt_app.queries' has no attribute 'nope'"),
-        ('type = "query"\npath = "/q"\nquery = "tests.pxt_app.queries.NOT_A_QUERY"', "field 'query': query must be a @pxt.query or retrieval_udf function, not int"),
-        ('type = "query"\npath = "/q"\nquery = "tests.pxt_app.queries.item_by_id"\ninputs = []', "field 'inputs': inputs must include the query parameter(s) without a default: id"),
-        ('type = "query"\npath = "/q"\nquery = "tests.pxt_app.queries.image_thumb"\nmethod = "get"\nuploadfile_inputs = ["id"]', "field 'uploadfile_inputs'"),
+        (
+            'type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\ncolour = "red"',
+            "route #1 (/i): field 'colour': unknown field",
+        ),
+        (
+            'type = "upsert"\ntable = "pxtserve_test.items"\npath = "/i"',
+            "route #1 (/i): field 'type': unknown route type 'upsert'",
+        ),
+        (
+            'type = "insert"\ntable = "pxtserve_test.items"\npath = "i"',
+            "route #1 (i): field 'path': Value error, path must start with '/'",
+        ),
+        (
+            'type = "insert"\ntable = "pxtserve_test.nothere"\npath = "/i"',
+            "route #1 (/i): field 'table': table 'pxtserve_test.nothere' cannot be opened",
+        ),
+        (
+            'type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\ninputs = ["id", "name", "colour"]',
+            "route #1 (/i): field 'inputs': unknown input column 'colour'",
+        ),
+        (
+            'type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\noutputs = ["nope"]',
+            "route #1 (/i): field 'outputs': unknown output column 'nope'",
+        ),
+        (
+            'type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\ninputs = ["id", "name_upper"]',
+            "field 'inputs': 'name_upper' is a computed column",
+        ),
+        (
+            'type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\ninputs = ["id"]',
+            "field 'inputs': inputs must include the required column(s) name",
+        ),
+        (
+            'type = "update"\ntable = "pxtserve_test.nopk"\npath = "/u"',
+            "route #1 (/u): field 'table': table 'pxtserve_test/nopk' has no primary key",
+        ),
+        (
+            'type = "update"\ntable = "pxtserve_test.items"\npath = "/u"\ninputs = ["id"]',
+            "field 'inputs': 'id' is a primary key column",
+        ),
+        (
+            'type = "update"\ntable = "pxtserve_test.images"\npath = "/u"\ninputs = ["image"]',
+            "field 'inputs': 'image' is a media column and cannot be updated",
+        ),
+        (
+            'type = "delete"\ntable = "pxtserve_test.nopk"\npath = "/d"',
+            "field 'match_columns': table 'pxtserve_test/nopk' has no primary key",
+        ),
+        (
+            'type = "delete"\ntable = "pxtserve_test.items"\npath = "/d"\nmatch_columns = ["zzz"]',
+            "field 'match_columns': unknown match column 'zzz'",
+        ),
+        (
+            'type = "query"\npath = "/q"\nquery = "tests.pxt_app.missing_module.f"',
+            "field 'query': cannot import module 'tests.pxt_app.missing_module'",
+        ),
+        (
+            'type = "query"\npath = "/q"\nquery = "tests.pxt_app.queries.nope"',
+            "field 'query': module 'tests.pxt_app.queries' has no attribute 'nope'",
+        ),
+        (
+            'type = "query"\npath = "/q"\nquery = "tests.pxt_app.queries.NOT_A_QUERY"',
+            "field 'query': query must be a @pxt.query or retrieval_udf function, not int",
+        ),
+        (
+            'type = "query"\npath = "/q"\nquery = "tests.pxt_app.queries.item_by_id"\ninputs = []',
+            "field 'inputs': inputs must include the query parameter(s) without a default: id",
+        ),
+        (
+            'type = "query"\npath = "/q"\nquery = "tests.pxt_app.queries.image_thumb"\nmethod = "get"\nuploadfile_inputs = ["id"]',
+            "field 'uploadfile_inputs'",
+        ),
         ('type = "query"\npath = "/q"\nquery = "tests.pxt_app.queries.item_by_id"\nmethod = "put"', "field 'method'"),
-        ('type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\nuploadfile_inputs = ["name"]', "field 'uploadfile_inputs': uploadfile input column 'name' is not media-typed"),
-        ('type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\nreturn_fileresponse = true', "field 'return_fileresponse': return_fileresponse requires exactly one output"),
-        ('type = "insert"\ntable = "pxtserve_test.images"\npath = "/i"\noutputs = ["thumb"]\nreturn_fileresponse = true\nbackground = true', "return_fileresponse and background are mutually exclusive"),
-        ('type = "insert"\ntable = "pxtserve_test.items"\npath = "/media/x"', "field 'path': path '/media/x' is reserved"),
+        (
+            'type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\nuploadfile_inputs = ["name"]',
+            "field 'uploadfile_inputs': uploadfile input column 'name' is not media-typed",
+        ),
+        (
+            'type = "insert"\ntable = "pxtserve_test.items"\npath = "/i"\nreturn_fileresponse = true',
+            "field 'return_fileresponse': return_fileresponse requires exactly one output",
+        ),
+        (
+            'type = "insert"\ntable = "pxtserve_test.images"\npath = "/i"\noutputs = ["thumb"]\nreturn_fileresponse = true\nbackground = true',
+            "return_fileresponse and background are mutually exclusive",
+        ),
+        (
+            'type = "insert"\ntable = "pxtserve_test.items"\npath = "/media/x"',
+            "field 'path': path '/media/x' is reserved",
+        ),
     ],
 )
 def test_bad_route_is_one_message_naming_file_service_route_and_field(pxt_tables, route, expected):
@@ -82,8 +148,14 @@ def test_same_path_different_methods_is_fine(pxt_tables):
     ("text", "expected"),
     [
         ('[[service]]\nname = "svc"\nport = "eighty"', "field 'port'"),
-        ('[[service]]\nname = "svc"\nprefix = "api"', "field 'prefix': Value error, prefix must be empty or start with '/'"),
-        ('[[service]]\nname = "svc"\nmodules = ["tests.pxt_app.nope"]', "field 'modules': cannot import module 'tests.pxt_app.nope'"),
+        (
+            '[[service]]\nname = "svc"\nprefix = "api"',
+            "field 'prefix': Value error, prefix must be empty or start with '/'",
+        ),
+        (
+            '[[service]]\nname = "svc"\nmodules = ["tests.pxt_app.nope"]',
+            "field 'modules': cannot import module 'tests.pxt_app.nope'",
+        ),
         ('[[service]]\nname = "svc"\nflavour = 1', "field 'flavour': unknown field"),
     ],
 )

@@ -89,8 +89,19 @@ def test_every_media_kind_round_trips_with_typed_form_fields(serve, new_id, tmp_
     r = client.post("/media-in", {**form, **files})
     assert r.status_code == 200, r.content
     body = r.json()
-    assert (body["width"], body["ratio"], body["flag"], body["note"], body["extra"]) == (7, 0.5, True, "hi", {"a": [1, 2]})
-    for name, ctype in [("image", "image/png"), ("video", "video/mp4"), ("audio", "audio/"), ("document", "application/pdf")]:
+    assert (body["width"], body["ratio"], body["flag"], body["note"], body["extra"]) == (
+        7,
+        0.5,
+        True,
+        "hi",
+        {"a": [1, 2]},
+    )
+    for name, ctype in [
+        ("image", "image/png"),
+        ("video", "video/mp4"),
+        ("audio", "audio/"),
+        ("document", "application/pdf"),
+    ]:
         resp, content = fetch(client, body[name])
         assert resp.status_code == 200, name
         assert resp["Content-Type"].startswith(ctype), (name, resp["Content-Type"])
@@ -100,7 +111,8 @@ def test_every_media_kind_round_trips_with_typed_form_fields(serve, new_id, tmp_
 def test_the_spec_resize_example(serve):
     client = serve(SERVICE)
     r = client.post(
-        "/resize", {"image": SimpleUploadedFile("photo.jpg", png((100, 80)), "image/png"), "width": "64", "height": "48"}
+        "/resize",
+        {"image": SimpleUploadedFile("photo.jpg", png((100, 80)), "image/png"), "width": "64", "height": "48"},
     )
     assert r.status_code == 200, r.content
     assert r["Content-Type"].startswith("image/") and "filename=" in r["Content-Disposition"]
@@ -109,7 +121,9 @@ def test_the_spec_resize_example(serve):
 
 def test_bad_form_field_and_missing_file_name_the_field(serve):
     client = serve(SERVICE)
-    r = client.post("/resize", {"image": SimpleUploadedFile("p.png", png(), "image/png"), "width": "wide", "height": "4"})
+    r = client.post(
+        "/resize", {"image": SimpleUploadedFile("p.png", png(), "image/png"), "width": "wide", "height": "4"}
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["form", "width"]
     r = client.post("/resize", {"width": "4", "height": "4"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["file", "image"]
@@ -122,7 +136,8 @@ def test_corrupt_image_is_a_4xx_naming_the_field_and_leaves_no_file(serve):
     tmp_dir = media_roots()[1][1]
     before = set(tmp_dir.rglob("*"))
     r = client.post(
-        "/resize", {"image": SimpleUploadedFile("p.png", b"definitely not a png", "image/png"), "width": "4", "height": "4"}
+        "/resize",
+        {"image": SimpleUploadedFile("p.png", b"definitely not a png", "image/png"), "width": "4", "height": "4"},
     )
     assert 400 <= r.status_code < 500
     assert "image" in r.json()["detail"]["message"] and "/tmp" not in r.json()["detail"]["message"]

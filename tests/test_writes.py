@@ -24,7 +24,7 @@ def run_queued(writer: TableWriter, queue: Any, calls: list[Any]) -> list[tuple[
     def worker(i: int) -> None:
         try:
             results[i] = ("ok", calls[i]())
-        except Exception as exc:  # collected for the assertions
+        except Exception as exc:  # noqa: BLE001 - collected for the assertions
             results[i] = ("error", exc)
 
     writer._turn.acquire()
@@ -92,7 +92,9 @@ def test_the_same_key_twice_is_not_batched_together(items, new_id):
     key = new_id()
     writer.insert({"id": key, "name": "v0"})
     results = run_queued(
-        writer, writer._updates, [lambda: writer.update({"id": key, "name": "v1"}), lambda: writer.update({"id": key, "name": "v2"})]
+        writer,
+        writer._updates,
+        [lambda: writer.update({"id": key, "name": "v1"}), lambda: writer.update({"id": key, "name": "v2"})],
     )
     assert [r[1]["name"] for r in results] == ["v1", "v2"]
     assert items.where(items.id == key).select(items.name).collect()["name"] == ["v2"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import pydantic
 from pixeltable import type_system as ts
@@ -37,9 +38,7 @@ class QueryOperation(RouteOperation):
             if not rows:
                 raise ApiError(404, "ROW_NOT_FOUND", "query returned no rows")
             if len(rows) > 1:
-                raise ApiError(
-                    409, "TOO_MANY_ROWS", f"query returned {len(rows)} rows; expected exactly 1 for one_row"
-                )
+                raise ApiError(409, "TOO_MANY_ROWS", f"query returned {len(rows)} rows; expected exactly 1 for one_row")
         names = list(self.result_schema)
         if self.return_fileresponse:
             from pxtserve.routes.base import single_file

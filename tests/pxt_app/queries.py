@@ -25,4 +25,3 @@ def image_thumb(id: int):
 @pxt.query
 def images_by_tag(tag: str):
     return images.where(images.tag == tag).order_by(images.id).select(images.id, images.thumb)
-

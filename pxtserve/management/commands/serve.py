@@ -7,8 +7,9 @@ import json
 import os
 import sys
 from argparse import ArgumentParser
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         "`serve insert|update|delete|query --path /x ...` for a single endpoint."
     )
     # the URLconf is the service being started: system checks would build it before we choose it
-    requires_system_checks: list[str] = []
+    requires_system_checks: ClassVar[list[str]] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("target", help="service name, or insert/update/delete/query for one endpoint")
@@ -129,8 +130,8 @@ class Command(BaseCommand):
         import uvicorn
 
         from pxtserve.asgi import build_application
-
         from pxtserve.jobs import start_up
+        from pxtserve.server import HTTP_PROTOCOL
         from pxtserve.workers import WorkerProcess
 
         # the embedded default: Django's SQLite database is created/migrated here, so nothing runs before serve
@@ -167,6 +168,7 @@ class Command(BaseCommand):
                 log_level="info",
                 lifespan="off",
                 workers=processes,
+                http=HTTP_PROTOCOL,
                 # a graceful drain, but bounded: one stuck request must not hold the shutdown for ever
                 timeout_graceful_shutdown=int(conf.get("SHUTDOWN_GRACE_SECONDS")),
             )
@@ -214,8 +216,10 @@ def _shutdown() -> None:
 def _as_text(description: dict[str, Any]) -> str:
     lines = [
         f"service {description['name']!r} ({description['title']}) from {description['source']}",
-        f"  listens on {description['host']}:{description['port']}, prefix {description['prefix'] or '/'!r}, "
-        f"docs at {description['docs']}",
+        (
+            f"  listens on {description['host']}:{description['port']}, prefix {description['prefix'] or '/'!r}, "
+            f"docs at {description['docs']}"
+        ),
     ]
     for route in description["routes"]:
         extra = {k: v for k, v in route.items() if k not in ("type", "method", "path") and v not in (None, False, [])}
