@@ -173,3 +173,46 @@ def test_password_never_in_dry_run_output_or_errors(pxt_tables, postgres_url, tm
     assert result.returncode != 0
     assert "field 'export_sql'" in result.stderr and "Traceback" not in result.stderr
     assert "hunter2-secret" not in result.stdout + result.stderr
+
+
+def background_toml(url: str, target: str) -> str:
+    return toml(url, target, "insert").replace('path = "/exported"', 'path = "/exported"\nbackground = true')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_background_export_runs_in_the_job_and_its_failure_fails_the_job(pxt_tables, postgres_url, new_id):
+    table = make_target(postgres_url, "exp_background", pk=False)
+    with serving(service_from_toml(background_toml(postgres_url, "exp_background"))) as client:
+        key = new_id()
+        r = post(client, "/exported", {"id": key, "name": "bg"})
+        assert r.status_code == 202, r.content
+        status = client.get(r.json()["job_url"].removeprefix("http://testserver")).json()
+        assert status == {"status": "done", "result": {"id": key, "name": "bg", "name_upper": "BG"}}
+        assert rows_of(postgres_url, table) == [(key, "bg", "BG")]
+        engine = sa.create_engine(postgres_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE exp_background"))
+        engine.dispose()
+        r = post(client, "/exported", {"id": new_id(), "name": "lost"})
+        status = client.get(r.json()["job_url"].removeprefix("http://testserver")).json()
+        assert status["status"] == "error"
+        assert "exp_background" in status["error"] and status["error_detail"]["error_code"] == "EXPORT_FAILED"
+
+
+def test_export_and_file_response_are_mutually_exclusive(pxt_tables, sqlite_url):
+    text = f"""
+[[service]]
+name = "x"
+[[service.routes]]
+type = "insert"
+table = "pxtserve_test.images"
+path = "/i"
+outputs = ["thumb"]
+return_fileresponse = true
+[service.routes.export_sql]
+db_connect = "{sqlite_url}"
+table = "t"
+"""
+    message = "field 'export_sql': export_sql and return_fileresponse are mutually"
+    with pytest.raises(ServiceConfigError, match=message), serving(service_from_toml(text)):
+        pass
