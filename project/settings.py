@@ -94,9 +94,17 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("PXTSERVE_DJANGO_DB", str(VAR_DIR / "django.sqlite3")),
-            # ASGI: a connection per request thread; keep none open across requests
-            "CONN_MAX_AGE": 0,
-            "OPTIONS": {"timeout": 20},
+            # kept open by the few pooled threads that touch it (job submits and polls run on a bounded
+            # executor): reopening a WAL database costs more than the job row's insert
+            "CONN_MAX_AGE": 600,
+            "OPTIONS": {
+                "timeout": 20,
+                # WAL: job submissions and polls from several threads and the workers don't block each
+                # other; synchronous=NORMAL commits survive a killed process (not a power cut of the host)
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                # take the write lock at BEGIN, so concurrent writers queue instead of failing to upgrade
+                "transaction_mode": "IMMEDIATE",
+            },
         }
     }
 
