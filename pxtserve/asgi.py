@@ -68,6 +68,8 @@ class ApiHandler(ASGIHandler):
                     except (asyncio.CancelledError, RequestAborted):
                         pass
             body_file.close()
+        if disconnect.done() and not disconnect.cancelled():
+            disconnect.exception()  # RequestAborted when the client went away: expected, retrieved here
         if process.done() and not process.cancelled():
             process.result()
 
