@@ -17,8 +17,8 @@ def table_version(t: pxt.Table) -> int:
     return t.get_metadata()["version"]
 
 
-def run_queued(writer: TableWriter, queue: Any, calls: list[Any]) -> list[tuple[str, Any]]:
-    """Start every call while the table's turn is held, wait until all are queued, then let them go."""
+def run_queued(writer: TableWriter, calls: list[Any]) -> list[tuple[str, Any]]:
+    """Start every call while the writer is held, wait until all are queued, then let them go."""
     results: list[tuple[str, Any]] = [("pending", None)] * len(calls)
 
     def worker(i: int) -> None:
@@ -27,15 +27,16 @@ def run_queued(writer: TableWriter, queue: Any, calls: list[Any]) -> list[tuple[
         except Exception as exc:  # noqa: BLE001 - collected for the assertions
             results[i] = ("error", exc)
 
-    writer._turn.acquire()
+    writer._gate.clear()
+    # the writer may be waiting for work already: let it take nothing until every call is queued
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
     for th in threads:
         th.start()
     deadline = time.monotonic() + 10
-    while len(queue._queue) < len(calls):
+    while len(writer._queue) < len(calls):
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    writer._turn.release()
+    writer._gate.set()
     for th in threads:
         th.join(30)
     return results
@@ -50,7 +51,7 @@ def test_queued_inserts_go_in_as_one_call_and_each_gets_its_own_row(items, new_i
     writer = TableWriter(items, ["id"])
     keys = [new_id() for _ in range(16)]
     before = table_version(items)
-    results = run_queued(writer, writer._inserts, [lambda k=k: writer.insert({"id": k, "name": f"n{k}"}) for k in keys])
+    results = run_queued(writer, [lambda k=k: writer.insert({"id": k, "name": f"n{k}"}) for k in keys])
     assert table_version(items) == before + 1  # one insert call for sixteen requests
     assert [r[0] for r in results] == ["ok"] * 16
     assert [r[1]["id"] for r in results] == keys
@@ -64,7 +65,7 @@ def test_one_bad_row_fails_only_its_own_request(items, new_id):
     keys = [new_id() for _ in range(5)]
     calls = [lambda k=k: writer.insert({"id": k, "name": "ok"}) for k in keys]
     calls.insert(2, lambda: writer.insert({"id": taken, "name": "duplicate"}))
-    results = run_queued(writer, writer._inserts, calls)
+    results = run_queued(writer, calls)
     statuses = [r[0] for r in results]
     assert statuses == ["ok", "ok", "error", "ok", "ok", "ok"]
     assert isinstance(results[2][1], pxt.Error) and "Duplicate primary key" in str(results[2][1])
@@ -81,7 +82,7 @@ def test_queued_updates_batch_and_a_missing_key_gets_none(items, new_id):
     before = table_version(items)
     calls = [lambda k=k: writer.update({"id": k, "name": f"after{k}"}) for k in keys]
     calls.append(lambda: writer.update({"id": missing, "name": "nobody"}))
-    results = run_queued(writer, writer._updates, calls)
+    results = run_queued(writer, calls)
     assert table_version(items) == before + 1
     assert [r[1]["name_upper"] for r in results[:-1]] == [f"AFTER{k}" for k in keys]
     assert results[-1] == ("ok", None)
@@ -93,8 +94,19 @@ def test_the_same_key_twice_is_not_batched_together(items, new_id):
     writer.insert({"id": key, "name": "v0"})
     results = run_queued(
         writer,
-        writer._updates,
         [lambda: writer.update({"id": key, "name": "v1"}), lambda: writer.update({"id": key, "name": "v2"})],
     )
     assert [r[1]["name"] for r in results] == ["v1", "v2"]
     assert items.where(items.id == key).select(items.name).collect()["name"] == ["v2"]
+
+
+def test_queued_deletes_are_written_one_call_each(items, new_id):
+    writer = TableWriter(items, ["id"])
+    keys = [new_id() for _ in range(4)]
+    for k in keys:
+        writer.insert({"id": k, "name": "del"})
+    calls = [lambda k=k: writer.delete(items.id == k) for k in keys]
+    calls.append(lambda: writer.delete(items.id == keys[0]))  # already gone: 0 rows
+    results = run_queued(writer, calls)
+    # one of the two deletes of keys[0] finds the row gone, whichever was queued first
+    assert sorted(r[1] for r in results) == [0, 1, 1, 1, 1]
