@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 import pytest
+
+from tests.processes import free_port
 
 try:
     from selenium import webdriver
@@ -83,12 +84,6 @@ def browser_available() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason} (CI=true: a missing browser is a failure, not a skip)", pytrace=False)
         pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.processes import free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "demo" / "service.toml"
@@ -27,12 +27,6 @@ def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 180) 
         text=True,
         timeout=timeout,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_dry_run_json_describes_every_route(pxt_tables):
@@ -137,16 +131,7 @@ def test_serve_runs_a_real_http_server(pxt_tables, tmp_path, new_id):
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/docs", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
+        wait_until_up(f"{base}/docs", proc, output=lambda: proc.stdout.read() if proc.stdout else "")
         key = new_id()
         r = httpx.post(f"{base}/notes", json={"id": key, "title": "hi", "body": "there"})
         assert r.status_code == 200, r.text
@@ -187,16 +172,7 @@ def test_serve_with_several_web_processes(pxt_tables, tmp_path, new_id):
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
+        wait_until_up(f"{base}/healthz", proc, output=lambda: proc.stdout.read() if proc.stdout else "")
         web = [c for c in psutil.Process(proc.pid).children() if "multiprocessing" in " ".join(c.cmdline())]
         assert len(web) >= 2, [c.cmdline() for c in psutil.Process(proc.pid).children()]
         keys = [new_id() for _ in range(20)]

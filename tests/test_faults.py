@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,8 @@ import httpx
 import psutil
 import pytest
 import sqlalchemy as sa
+
+from tests.processes import free_port
 
 from .conftest import service_from_toml, serving
 
@@ -55,12 +56,6 @@ def soak_rows(pxt_tables: Any) -> Any:
     from tests.pxt_app import soak_schema
 
     return soak_schema
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

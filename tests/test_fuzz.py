@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ import httpx
 import pytest
 import schemathesis
 from schemathesis.engine import events, from_schema
+
+from tests.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "demo" / "service.toml"
@@ -59,12 +60,6 @@ CONFIG = {
 # the demo's tables (primary key `id`): rows the fuzz inserted are deleted afterwards
 DEMO_TABLES = ("demo.notes", "demo.images")
 INT64_MAX = 2**63 - 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ids(table: str) -> set[int]:

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
+from tests.processes import free_port, wait_until_up
+
 REPO = Path(__file__).resolve().parent.parent
 
 SERVICE = """
@@ -36,27 +38,6 @@ query = "tests.pxt_app.multinode_schema.event_by_id"
 one_row = true
 method = "get"
 """
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, f"process exited: {proc.returncode}"
-        assert time.monotonic() < deadline, f"{url} did not come up"
-        time.sleep(0.3)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -120,7 +101,7 @@ def test_two_nodes_and_a_separate_worker_share_one_catalog_database_and_broker(p
             )
         node_a, node_b = (f"http://127.0.0.1:{p}" for p in ports)
         for node, proc in zip((node_a, node_b), procs):
-            wait_up(f"{node}/healthz", proc)
+            wait_until_up(f"{node}/healthz", proc)
 
         # a row inserted through one node is read through the other
         r = httpx.post(f"{node_a}/events", json={"id": 1, "text": "from a"}, timeout=30)
