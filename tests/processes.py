@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -30,3 +34,20 @@ def wait_until_up(
         assert process.poll() is None, f"process exited with {process.returncode}\n{output()}"
         assert time.monotonic() < deadline, f"{url} did not come up\n{output()}"
         time.sleep(0.3)
+
+
+def serve_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a `manage.py serve` subprocess: the test session's Pixeltable (PIXELTABLE_HOME
+    is inherited), the standalone site's settings, its own Django database and var dir."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "PXTSERVE_DJANGO_DB": str(tmp_path / "django.sqlite3"),
+        "PXTSERVE_VAR_DIR": str(tmp_path),
+        **overrides,
+    }
+    # the service comes from the command line, not from a parent process or the settings
+    for name in ("PXTSERVE_SERVICE_JSON", "PXTSERVE_CONFIG", "PXTSERVE_SERVICE"):
+        env.pop(name, None)
+    return env

@@ -25,7 +25,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.processes import free_port
+from tests.processes import free_port, serve_env, wait_until_up
 
 try:
     from selenium import webdriver
@@ -93,16 +93,8 @@ class Server:
         self.port = free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"serve-{target}-{self.port}.log"
-        self.env = {
-            **os.environ,  # PIXELTABLE_HOME: the test session's Pixeltable
-            "PYTHONPATH": str(REPO),
-            "DJANGO_SETTINGS_MODULE": "project.settings",
-            "PXTSERVE_VAR_DIR": str(tmp_path / "var"),
-            "PXTSERVE_DJANGO_DB": str(tmp_path / "django.sqlite3"),
-            "PXTSERVE_JOB_WORKERS": "1",
-        }
-        for name in ("DJANGO_DEBUG", "PXTSERVE_SERVICE_JSON", "PXTSERVE_CONFIG", "PXTSERVE_SERVICE"):
-            self.env.pop(name, None)  # DEBUG off, as deployed: static files must come from WhiteNoise
+        self.env = serve_env(tmp_path, PXTSERVE_VAR_DIR=str(tmp_path / "var"), PXTSERVE_JOB_WORKERS="1")
+        self.env.pop("DJANGO_DEBUG", None)  # DEBUG off, as deployed: static files must come from WhiteNoise
         command = [sys.executable, "manage.py", "serve", target, "--config", str(config)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), *args]
         with open(self.log_path, "w") as log:
@@ -113,16 +105,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{self.origin}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None, "server exited\n" + self.log()
-            assert time.monotonic() < deadline, "server did not start\n" + self.log()
-            time.sleep(0.3)
+        wait_until_up(f"{self.origin}/healthz", self.process, START_TIMEOUT_S, self.log)
         self.refresh()
 
     def refresh(self) -> None:

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from tests.processes import free_port
+from tests.processes import free_port, serve_env, wait_until_up
 
 from .conftest import service_from_toml, serving
 
@@ -67,15 +67,7 @@ class Server:
         config = tmp_path / "faults.toml"
         config.write_text(SERVICE)
         self.log_path = tmp_path / f"serve-{self.port}-{time.monotonic_ns()}.log"
-        env = {
-            **os.environ,  # PIXELTABLE_HOME: the test session's Pixeltable
-            "PYTHONPATH": str(REPO),
-            "DJANGO_SETTINGS_MODULE": "project.settings",
-            "PXTSERVE_DJANGO_DB": str(tmp_path / "django.sqlite3"),
-            "PXTSERVE_VAR_DIR": str(tmp_path),
-            "PIXELTABLE_VERBOSITY": "0",
-        }
-        env.pop("PXTSERVE_SERVICE_JSON", None)
+        env = serve_env(tmp_path, PIXELTABLE_VERBOSITY="0")
         command = [sys.executable, "manage.py", "serve", "faults", "--config", str(config)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), *args]
         with open(self.log_path, "w") as log:
@@ -87,16 +79,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None, self.log()
-            assert time.monotonic() < deadline, "server did not start\n" + self.log()
-            time.sleep(0.2)
+        wait_until_up(f"{self.base}/healthz", self.process, START_TIMEOUT_S, self.log)
 
     def kill(self) -> None:
         """SIGKILL every process group the server's processes lead or share (none of them may survive)."""

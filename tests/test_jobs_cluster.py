@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -15,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.processes import free_port
+from tests.processes import free_port, serve_env, wait_until_up
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120
@@ -49,15 +48,7 @@ class Server:
         config = tmp_path / "service.toml"
         config.write_text(SERVICE)
         self.log_path = tmp_path / f"serve-{self.port}.log"
-        env = {
-            **os.environ,  # PIXELTABLE_HOME: the test session's Pixeltable
-            "PYTHONPATH": str(REPO),
-            "DJANGO_SETTINGS_MODULE": "project.settings",
-            "PXTSERVE_DJANGO_DB": str(tmp_path / "django.sqlite3"),
-            "PXTSERVE_VAR_DIR": str(tmp_path),
-            "PXTSERVE_JOB_WORKERS": "1",
-        }
-        env.pop("PXTSERVE_SERVICE_JSON", None)
+        env = serve_env(tmp_path, PXTSERVE_JOB_WORKERS="1")
         command = [sys.executable, "manage.py", "serve", "jobs", "--config", str(config)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), *args]
         with open(self.log_path, "w") as log:
@@ -68,16 +59,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{self.base}/docs", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None, self.log()
-            assert time.monotonic() < deadline, "server did not start\n" + self.log()
-            time.sleep(0.3)
+        wait_until_up(f"{self.base}/docs", self.process, START_TIMEOUT_S, self.log)
         self.refresh()
 
     def refresh(self) -> None:
