@@ -78,8 +78,11 @@ class ApiHandler(ASGIHandler):
         try:
             await self.send_response(response, send)
         finally:
-            # inline: closing a plain or file response does no database work
-            response.close()
+            # A streamed (file) response holds an open file: close it, inline, since that does no
+            # database work. A plain response's body is bytes already; its close() would only send
+            # request_finished, whose receivers tidy database connections this thread never opens.
+            if response.streaming:
+                response.close()
 
 
 class PathDispatcher:

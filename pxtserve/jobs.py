@@ -38,11 +38,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import pydantic
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
-from ninja import Schema
 
 from pxtserve import conf
 from pxtserve.errors import ApiError
@@ -65,12 +65,12 @@ _TIMEOUT_MARGIN = timedelta(seconds=60)
 _PRUNE_INTERVAL_S = 600.0
 
 
-class JobHandle(Schema):
+class JobHandle(pydantic.BaseModel):
     id: str
     job_url: str
 
 
-class JobStatus(Schema):
+class JobStatus(pydantic.BaseModel):
     status: Literal["pending", "done", "error"]
     result: Any = None
     error: str | None = None

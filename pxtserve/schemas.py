@@ -3,15 +3,19 @@
 Ninja validates requests against these and publishes them in the OpenAPI
 document, so every route shows typed fields and a bad request is a 422 that
 names the field.
+
+They are plain pydantic models, not `ninja.Schema`: Schema's wrap validator
+(which lets it read Django model instances) wraps every input in a getter and
+costs ~0.1 ms per request on these flat dicts, for nothing we use.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import pydantic
-from ninja import Schema
 from pixeltable import type_system as ts
 
 # json-schema contentMediaType of a media URL, so OpenAPI tools can render a link
@@ -23,44 +27,44 @@ _MEDIA_CONTENT_TYPES: dict[ts.ColumnType.Type, str] = {
 }
 
 
-class RequestSchema(Schema):
+class RequestSchema(pydantic.BaseModel):
     # a misspelt field is an error, not silently dropped input
     model_config = pydantic.ConfigDict(extra="forbid")
 
 
-class ResponseSchema(Schema):
+class ResponseSchema(pydantic.BaseModel):
     pass
 
 
-class ErrorDetail(Schema):
+class ErrorDetail(pydantic.BaseModel):
     error_code: str
     message: str
     retryable: bool | None = None
 
 
-class ErrorResponse(Schema):
+class ErrorResponse(pydantic.BaseModel):
     detail: ErrorDetail
 
 
-class ValidationErrorItem(Schema):
+class ValidationErrorItem(pydantic.BaseModel):
     type: str
     loc: list[str | int]
     msg: str
 
 
-class ValidationErrorResponse(Schema):
+class ValidationErrorResponse(pydantic.BaseModel):
     """Ninja's 422 for a request that does not validate: one item per bad field."""
 
     detail: list[ValidationErrorItem]
 
 
-class MessageResponse(Schema):
+class MessageResponse(pydantic.BaseModel):
     """Ninja's own plain errors, e.g. the 400 for a body that is not JSON."""
 
     detail: str
 
 
-class DeleteResponse(Schema):
+class DeleteResponse(pydantic.BaseModel):
     num_rows: int
 
 
@@ -148,7 +152,9 @@ def field(
     return py_type, pydantic.Field(default, description=description, json_schema_extra=extra or None)
 
 
-def build_model(name: str, fields: dict[str, tuple[Any, Any]], *, base: type[Schema]) -> type[Schema]:
+def build_model(
+    name: str, fields: dict[str, tuple[Any, Any]], *, base: type[pydantic.BaseModel]
+) -> type[pydantic.BaseModel]:
     return pydantic.create_model(name, __base__=base, **fields)  # type: ignore[call-overload, no-any-return]
 
 
@@ -156,3 +162,20 @@ def model_name(kind: str, path: str, suffix: str) -> str:
     """A readable, unique-per-route model name, e.g. ('update', '/items/update', 'Request') -> UpdateItemsUpdateRequest."""
     parts = [p for p in path.replace("-", "/").replace("_", "/").replace(".", "/").split("/") if p]
     return kind.capitalize() + "".join(p[:1].upper() + p[1:] for p in parts if p.isidentifier()) + suffix
+
+
+def json_serializer(response_model: Any) -> Callable[[Any], bytes]:
+    """Validate a route's result against its response model and serialize it, both in pydantic-core.
+
+    The views answer with these bytes instead of handing the result to Ninja, which would
+    validate it through a wrapper model and encode it again with Django's JSON encoder
+    (~0.15 ms per request). The output is pydantic's JSON, as the reference's FastAPI
+    gives: full-precision ISO timestamps, and `null` for a float that is NaN or infinite
+    (JSON has no such numbers).
+    """
+    adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(response_model)
+
+    def serialize(value: Any) -> bytes:
+        return adapter.dump_json(adapter.validate_python(value))
+
+    return serialize

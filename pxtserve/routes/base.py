@@ -43,6 +43,8 @@ class RouteOperation:
     exporter: SqlExporter | None = None
     export_spec: SqlExport | None = None
     summary: str = ""
+    # whether a response can hold media URLs: only then does a request reverse the media view's URL
+    media_outputs: bool = False
     # the Ninja auth the route was registered with (NOT_SET: the router's); job polls check it too
     auth: Any = None
     details: dict[str, Any] = field(default_factory=dict)

@@ -111,5 +111,6 @@ def build_insert(
         details={"table": info.path, "outputs": output_names},
         info=info,
         outputs=output_names,
+        media_outputs=any(schema[n].is_media_type() for n in output_names),
         json_media_inputs=[n for n in input_names if schema[n].is_media_type()],
     )

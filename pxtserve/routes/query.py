@@ -158,5 +158,6 @@ def build_query(
         result_schema=result_schema,
         defaults=defaults,
         one_row=one_row,
+        media_outputs=any(t.is_media_type() for t in result_schema.values()),
         json_media_inputs=[n for n in input_names if param_types[n].is_media_type()],
     )

@@ -128,4 +128,5 @@ def build_update(
         details={"table": info.path, "primary_key": info.primary_key, "outputs": output_names},
         info=info,
         outputs=output_names,
+        media_outputs=any(schema[n].is_media_type() for n in output_names),
     )
