@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 SERVICE = """
 [[service]]
 name = "t"
@@ -108,3 +110,44 @@ def test_openapi_shows_typed_fields(serve):
     response = schemas["InsertItemsShortResponse"]
     assert set(response["properties"]) == {"id", "name_upper"}
     assert client.get("/docs").status_code == 200
+
+
+OUTPUTS_SERVICE = """
+[[service]]
+name = "t"
+[[service.routes]]
+type = "insert"
+table = "pxtserve_test.outputs"
+path = "/outputs"
+"""
+
+
+def strict_json(content: bytes) -> object:
+    """Parse as JSON proper: Python's json module otherwise accepts NaN and Infinity."""
+
+    def refuse(constant: str) -> object:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(content, parse_constant=refuse)
+
+
+def test_non_finite_float_output_is_null_in_valid_json(serve, new_id):
+    client = serve(OUTPUTS_SERVICE)
+    key = new_id()
+    r = post(client, "/outputs", {"id": key, "x": 10.0})
+    assert r.status_code == 200, r.content
+    body = strict_json(r.content)
+    assert body["x"] == 10.0 and body["amplified"] is None
+    r = post(client, "/outputs", {"id": new_id(), "x": 2e-308})
+    assert strict_json(r.content)["amplified"] == pytest.approx(2.0)
+
+
+def test_timestamp_output_keeps_microseconds(serve, new_id):
+    from datetime import datetime
+
+    client = serve(OUTPUTS_SERVICE)
+    r = post(client, "/outputs", {"id": new_id(), "at": "2024-05-06T07:08:09.123456+00:00"})
+    assert r.status_code == 200, r.content
+    at = datetime.fromisoformat(strict_json(r.content)["at"])
+    assert at == datetime.fromisoformat("2024-05-06T07:08:09.123456+00:00")
+    assert at.microsecond == 123456

@@ -69,3 +69,19 @@ resize = pxt.create_table(
     if_exists="ignore",
 )
 resize.add_computed_column(resized=resize.image.resize((resize.width, resize.height)), if_exists="ignore")
+
+
+@pxt.udf
+def amplified(x: float) -> float:
+    # 10.0 -> inf: a float that JSON cannot carry
+    return x * 1e308
+
+
+# output rendering: timestamps keep their microseconds, non-finite floats are still valid JSON
+outputs = pxt.create_table(
+    "pxtserve_test.outputs",
+    {"id": pxt.Required[pxt.Int], "at": pxt.Timestamp | None, "x": pxt.Float | None},
+    primary_key="id",
+    if_exists="ignore",
+)
+outputs.add_computed_column(amplified=amplified(outputs.x), if_exists="ignore")
