@@ -16,8 +16,9 @@ DEFAULTS: dict[str, Any] = {
     # a service file (TOML or pyproject.toml) and the name of the service in it to serve
     "CONFIG": None,
     "SERVICE": None,
-    # threads that run Pixeltable calls; Pixeltable's own connection pool holds 5 + 10 overflow
-    "POOL_SIZE": 15,
+    # threads that run Pixeltable calls (writes have their own thread per table, pxtserve/writes.py);
+    # None: Pixeltable's db_pool_size (5 by default), so that every thread keeps one pooled connection
+    "POOL_SIZE": None,
     # how often (seconds) a route re-reads its table's schema version to notice changes (409);
     # a failing Pixeltable call always re-reads it
     "SCHEMA_CHECK_INTERVAL": 1.0,
