@@ -22,7 +22,8 @@ DEFAULTS: dict[str, Any] = {
     # how often (seconds) a route re-reads its table's schema version to notice changes (409);
     # a failing Pixeltable call always re-reads it
     "SCHEMA_CHECK_INTERVAL": 1.0,
-    # most rows one grouped insert/update call may carry (write coordination, pxtserve/writes.py)
+    # most rows one grouped insert/update call may carry (write coordination, pxtserve/writes.py);
+    # twice this many write requests can wait for their table's writer at once (pxtserve/executor.py)
     "WRITE_BATCH_MAX": 64,
     # largest accepted file upload, in bytes (larger ones answer 413)
     "MAX_UPLOAD_SIZE": 100 * 1024 * 1024,

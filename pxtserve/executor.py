@@ -1,12 +1,20 @@
-"""The one bounded thread pool on which every Pixeltable call runs.
+"""The bounded thread pools on which Pixeltable calls run.
 
 Django under ASGI would run a sync view in a new thread per request, and
-Pixeltable keeps a runtime per thread; a fixed pool keeps runtimes warm and
-connections bounded. It is as large as Pixeltable's connection pool proper
-(db_pool_size), not pool + overflow: SQLAlchemy closes an overflow connection
-as soon as it is returned, so threads beyond the pool size would open a new
-PostgreSQL connection per call (measured: ~55 new connections/s at 16 clients
-with 15 threads, none with 5, at the same throughput on 2 cores).
+Pixeltable keeps a runtime per thread; fixed pools keep runtimes warm and
+connections bounded.
+
+- The **call pool** runs queries and everything else that holds a Pixeltable
+  connection while it runs. It is as large as Pixeltable's connection pool
+  proper (db_pool_size), not pool + overflow: SQLAlchemy closes an overflow
+  connection as soon as it is returned, so threads beyond the pool size would
+  open a new PostgreSQL connection per call (measured: ~55 new connections/s
+  at 16 clients with 15 threads, none with 5, at the same throughput on 2 cores).
+- The **write pool** runs write requests (insert, update, delete). Their thread
+  mostly waits for the table's writer thread (pxtserve/writes.py), which makes
+  the Pixeltable call for the whole batch; so it is sized to let two full
+  batches queue (2 x WRITE_BATCH_MAX), and a waiting write never keeps a query
+  from a thread.
 """
 
 from __future__ import annotations
@@ -22,8 +30,7 @@ from pxtserve import conf
 
 T = TypeVar("T")
 
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
+_pools: dict[str, tuple[ThreadPoolExecutor, int]] = {}
 _lock = threading.Lock()
 
 
@@ -40,14 +47,29 @@ def pixeltable_pool_size() -> int:
     return int(_DEFAULT_DB_POOL_SIZE)
 
 
-def get_pool() -> ThreadPoolExecutor:
-    global _pool, _pool_size
+def _pool_size(kind: str) -> int:
+    if kind == "write":
+        return 2 * max(1, int(conf.get("WRITE_BATCH_MAX")))
+    configured = conf.get("POOL_SIZE")
+    return int(configured) if configured is not None else pixeltable_pool_size()
+
+
+def _get(kind: str) -> ThreadPoolExecutor:
     with _lock:
-        if _pool is None:
-            configured = conf.get("POOL_SIZE")
-            _pool_size = int(configured) if configured is not None else pixeltable_pool_size()
-            _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="pxtserve")
-        return _pool
+        if kind not in _pools:
+            size = _pool_size(kind)
+            _pools[kind] = (ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"pxtserve-{kind}"), size)
+        return _pools[kind][0]
+
+
+def get_pool() -> ThreadPoolExecutor:
+    """The call pool: queries, uploads, health checks."""
+    return _get("call")
+
+
+def get_write_pool() -> ThreadPoolExecutor:
+    """The write pool: requests that wait for a table's writer thread."""
+    return _get("write")
 
 
 async def run_in_pool(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -63,16 +85,18 @@ class PoolTimeout(Exception):
         self.started = started
 
 
-async def run_in_pool_with_timeout(timeout: float | None, fn: Callable[..., T], *args: Any) -> T:
-    """run_in_pool, but give up waiting after `timeout` seconds.
+async def run_in_pool_with_timeout(
+    timeout: float | None, fn: Callable[..., T], *args: Any, pool: ThreadPoolExecutor | None = None
+) -> T:
+    """Run `fn` on `pool` (default: the call pool), but give up waiting after `timeout` seconds.
 
     A call still queued for a thread is cancelled and never runs; one already
     running cannot be interrupted (Pixeltable offers no way to), so it finishes
     in its thread and its result is dropped.
     """
+    future = (pool or get_pool()).submit(fn, *args)
     if timeout is None:
-        return await run_in_pool(fn, *args)
-    future = get_pool().submit(fn, *args)
+        return await asyncio.wrap_future(future)
     try:
         return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
     except TimeoutError:
@@ -80,13 +104,12 @@ async def run_in_pool_with_timeout(timeout: float | None, fn: Callable[..., T], 
 
 
 def shutdown_pool() -> None:
-    """Close the Pixeltable runtimes of the pool's threads, then the pool."""
-    global _pool
+    """Close the Pixeltable runtimes of the pools' threads, then the pools."""
     with _lock:
-        pool, _pool = _pool, None
-    if pool is None:
-        return
+        pools = list(_pools.values())
+        _pools.clear()
     from pixeltable.runtime import close_threadpool_runtimes
 
-    close_threadpool_runtimes(pool, _pool_size)
-    pool.shutdown(wait=True)
+    for pool, size in pools:
+        close_threadpool_runtimes(pool, size)
+        pool.shutdown(wait=True)

@@ -16,7 +16,7 @@ from ninja import Body, File, Form, Query, UploadedFile
 from pxtserve import conf, schemas
 from pxtserve.auth import check_auth
 from pxtserve.errors import ApiError, error_response
-from pxtserve.executor import PoolTimeout, run_in_pool, run_in_pool_with_timeout
+from pxtserve.executor import PoolTimeout, get_write_pool, run_in_pool, run_in_pool_with_timeout
 from pxtserve.jobs import JobRoute, job_status_async, submit_request
 from pxtserve.media import MediaUrls, file_response, media_file_response, resolve_media_request
 from pxtserve.routes.base import RouteOperation
@@ -41,7 +41,7 @@ def _timeout_error(operation: RouteOperation, started: bool) -> ApiError:
         return ApiError(
             504, "REQUEST_TIMEOUT", f"{operation.display_name} waited {limit:g} s for a worker thread; nothing was done"
         )
-    what = "it may still complete" if operation.kind in ("insert", "update", "delete") else "its result is discarded"
+    what = "it may still complete" if operation.writes else "its result is discarded"
     return ApiError(
         504,
         "REQUEST_TIMEOUT",
@@ -78,7 +78,9 @@ def make_operation_view(
         if job_route is not None:
             return await submit_request(request, job_route, payload, saved, media.base_url)
         try:
-            result = await run_in_pool_with_timeout(_timeout(), operation.execute, inputs, media)
+            # a write's thread waits for the table's writer: on the write pool, so queries keep theirs
+            pool = get_write_pool() if operation.writes else None
+            result = await run_in_pool_with_timeout(_timeout(), operation.execute, inputs, media, pool=pool)
         except PoolTimeout as exc:
             if not exc.started:
                 remove_files(saved.values())

@@ -64,3 +64,39 @@ def test_pool_matches_pixeltable_connection_pool_and_opens_no_connection_per_req
     assert responses[0].json()["name"] == "pooled"
     # 64 requests at once queue for 5 threads, each reusing its kept connection: nothing new was opened
     assert opened == []
+
+
+def test_waiting_writes_keep_no_query_from_a_thread_and_batch_beyond_the_pool_size(pxt_tables, new_id):
+    """Sixteen inserts wait for a held writer (more than the call pool's 5 threads): a lookup still
+    answers meanwhile, and once the writer goes, all sixteen go in as one insert call."""
+    from pxtserve.writes import writer_for
+
+    items = pxt_tables.items
+    writer = writer_for(str(items.get_metadata()["id"]), items, ["id"])
+    existing = new_id()
+    items.insert([{"id": existing, "name": "there"}])
+    keys = [new_id() for _ in range(16)]
+    urls = urlconf_for(SERVICE)
+
+    async def go() -> tuple[httpx.Response, list[httpx.Response]]:
+        transport = httpx.ASGITransport(app=asgi_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            writer._gate.clear()
+            try:
+                inserts = [asyncio.create_task(client.post("/items", json={"id": k, "name": f"w{k}"})) for k in keys]
+                deadline = asyncio.get_running_loop().time() + 10
+                while len(writer._queue) < len(keys):
+                    assert asyncio.get_running_loop().time() < deadline, f"{len(writer._queue)} writes queued"
+                    await asyncio.sleep(0.01)
+                lookup = await asyncio.wait_for(client.get("/item", params={"id": existing}), 10)
+            finally:
+                writer._gate.set()
+            return lookup, await asyncio.gather(*inserts)
+
+    before = items.get_metadata()["version"]
+    with override_settings(ROOT_URLCONF=urls):
+        lookup, inserted = asyncio.run(go())
+    assert lookup.status_code == 200 and lookup.json()["name"] == "there"
+    assert [r.status_code for r in inserted] == [200] * 16
+    assert [r.json()["name_upper"] for r in inserted] == [f"W{k}" for k in keys]
+    assert items.get_metadata()["version"] == before + 1  # one insert call for the sixteen requests

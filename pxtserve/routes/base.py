@@ -50,6 +50,11 @@ class RouteOperation:
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def writes(self) -> bool:
+        """Whether the route writes its table (through the table's writer thread, pxtserve/writes.py)."""
+        return self.kind in ("insert", "update", "delete")
+
+    @property
     def display_name(self) -> str:
         return f"{self.method} {self.path}"
 
