@@ -4,8 +4,10 @@ The reference ingests any path or URL a client names, so `"image": "/etc/passwd"
 reads a server file and then serves it back. Here a server-local path (or file://
 URL) is accepted only inside a directory the operator listed, and an http(s) URL is
 fetched only when a setting allows it, never from a loopback, private, link-local
-or otherwise non-public address; the fetched bytes go to Pixeltable's tmp store so
-Pixeltable does not fetch (and resolve) the URL a second time.
+or otherwise non-public address. The connection goes to the very address that was
+checked (the host is resolved once, so a DNS answer that changes between the check and
+the connect cannot send it elsewhere), and the fetched bytes go to Pixeltable's tmp
+store so Pixeltable does not fetch (and resolve) the URL a second time.
 """
 
 from __future__ import annotations
@@ -60,19 +62,38 @@ def _public_addresses(field: str, host: str, port: int) -> list[str]:
     return addresses
 
 
+def pinned_request(client: Any, url: str, address: str) -> Any:
+    """A GET of `url` that connects to `address` (an IP) instead of resolving the URL's host again.
+
+    The request keeps the URL's host in its Host header and, for https, as the TLS server
+    name (SNI and certificate check), so to the server it is the same request.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    userinfo, at, host_header = parsed.netloc.rpartition("@")  # the Host header carries no credentials
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{userinfo}{at}{literal}" + (f":{parsed.port}" if parsed.port else "")
+    extensions = {"sni_hostname": parsed.hostname} if parsed.scheme.lower() == "https" else {}
+    return client.build_request(
+        "GET", parsed._replace(netloc=netloc).geturl(), headers={"Host": host_header}, extensions=extensions
+    )
+
+
 def _fetch(field: str, url: str) -> str:
     import httpx
     from pixeltable.utils.local_store import TempStore  # no public way to get a path in Pixeltable's tmp store
 
     parsed = urllib.parse.urlsplit(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    _public_addresses(field, parsed.hostname or "", port)
+    address = _public_addresses(field, parsed.hostname or "", port)[0]
     limit = int(conf.get("MAX_UPLOAD_SIZE"))
     ext = os.path.splitext(parsed.path)[1]
     dest = Path(TempStore.create_path(extension=ext if ext[1:].isalnum() else ""))
     try:
         # no redirects: a redirect could point at an internal address
-        with httpx.stream("GET", url, follow_redirects=False, timeout=float(conf.get("MEDIA_FETCH_TIMEOUT"))) as resp:
+        with (
+            httpx.Client(follow_redirects=False, timeout=float(conf.get("MEDIA_FETCH_TIMEOUT"))) as client,
+            client.send(pinned_request(client, url, address), stream=True) as resp,
+        ):
             if resp.status_code != 200:
                 raise ApiError(422, "MEDIA_INPUT_UNREACHABLE", f"{field!r}: fetching {url} answered {resp.status_code}")
             size = 0

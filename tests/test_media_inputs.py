@@ -90,3 +90,42 @@ def test_a_loopback_server_that_exists_is_still_not_contacted():
     finally:
         server.shutdown()
     assert hits == []
+
+
+def test_the_fetch_connects_to_the_checked_address_without_resolving_again():
+    """DNS rebinding: the host is resolved once (and checked); the connection goes to that address.
+
+    `media.invalid` never resolves (RFC 2606), so this fetch only works if nothing resolves it again.
+    """
+    import httpx
+
+    from pxtserve.media_inputs import pinned_request
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers["Host"]))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"pinned")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://media.invalid:{server.server_port}/cat.png?size=2"
+    try:
+        with httpx.Client() as client:
+            response = client.send(pinned_request(client, url, "127.0.0.1"))
+    finally:
+        server.shutdown()
+    assert response.content == b"pinned"
+    assert seen == [("/cat.png?size=2", f"media.invalid:{server.server_port}")]
+    with httpx.Client() as client:
+        tls = pinned_request(client, "https://user:pw@example.com/a.png", "2001:db8::1")
+    assert str(tls.url) == "https://user:pw@[2001:db8::1]/a.png"
+    assert tls.headers["Host"] == "example.com"
+    assert tls.extensions["sni_hostname"] == "example.com"
