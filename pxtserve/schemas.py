@@ -77,9 +77,20 @@ MAX_JSON_DEPTH = 100
 
 # a str holding a lone surrogate (JSON allows "\ud800") fails this pattern too: it is not valid Unicode
 _TEXT = pydantic.Field(pattern=r"^[^\x00]*$")
+
+
+def _not_a_bool(value: Any) -> Any:
+    # pydantic's lax mode (needed for query strings and form fields, which are text) takes
+    # true/false for 1/0; a boolean sent for a number is a client bug to report, not to store
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")  # noqa: TRY004 - pydantic reports only ValueError
+    return value
+
+
+_NUMBER = pydantic.BeforeValidator(_not_a_bool)
 _REQUEST_TYPES: dict[type, Any] = {
-    int: Annotated[int, pydantic.Field(ge=INT64_MIN, le=INT64_MAX)],
-    float: Annotated[float, pydantic.Field(allow_inf_nan=False)],
+    int: Annotated[int, _NUMBER, pydantic.Field(ge=INT64_MIN, le=INT64_MAX)],
+    float: Annotated[float, _NUMBER, pydantic.Field(allow_inf_nan=False)],
     str: Annotated[str, _TEXT],
 }
 

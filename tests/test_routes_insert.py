@@ -74,6 +74,19 @@ def test_insert_wrong_type_and_missing_field_name_the_field(serve, new_id):
     assert fields == {"id": "int_parsing", "name": "missing"}
 
 
+def test_a_boolean_for_a_number_is_refused_naming_the_field(serve, new_id):
+    client = serve(SERVICE)
+    key = new_id()
+    r = post(client, "/items", {"id": key, "name": "b", "score": True})
+    assert r.status_code == 422, r.content
+    [error] = r.json()["detail"]
+    assert error["loc"][-1] == "score" and "got a boolean" in error["msg"]
+    r = post(client, "/items", {"id": False, "name": "b"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "id"
+    # nothing was stored for either request; numbers as such still go in
+    assert post(client, "/items", {"id": key, "name": "b", "score": 1}).json()["score"] == 1.0
+
+
 def test_insert_duplicate_primary_key_is_a_client_error_with_pixeltable_code(serve, new_id):
     client = serve(SERVICE)
     key = new_id()

@@ -76,6 +76,7 @@ def test_post_rows_envelope_with_parameter_default(serve, new_id):
 def test_get_query_string_validation(serve, new_id):
     client = serve(SERVICE)
     assert client.get("/lookup?id=abc").status_code == 422
+    assert client.get("/lookup?id=false").status_code == 422
     r = client.get("/lookup")
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "id"
     # the parameter left out of inputs takes its default and is not accepted
