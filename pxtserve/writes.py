@@ -8,8 +8,10 @@ Serializing them is not enough either: a write from a thread whose Pixeltable ru
 not seen the table's latest version costs about twice as much (measured: 6.4 ms per delete
 from one thread, 13.9 ms when four threads take turns). So one thread writes each table:
 it takes every request queued meanwhile and writes them with one
-`insert([...], return_rows=True)` (or `batch_update`). A single client never waits for a
-batch: its batch is just itself.
+`insert([...], return_rows=True)` (or `batch_update`). Deletes by primary key batch too:
+one read finds which of the keys exist, one `delete` removes them, and each request is
+told whether its row was there (Pixeltable's delete only counts the rows of the whole
+call). A single client never waits for a batch: its batch is just itself.
 
 Each request still gets exactly its own row and its own error: a batch that fails is
 retried row by row, so only the guilty request sees the error. Coordination is per
@@ -19,6 +21,7 @@ correctness.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +29,9 @@ from typing import Any
 import pixeltable as pxt
 
 from pxtserve import conf
+from pxtserve.tables import TableInfo, where_all_equal
+
+_logger = logging.getLogger(__name__)
 
 
 class _Request:
@@ -52,9 +58,10 @@ class _Request:
 class TableWriter:
     """Every write this process makes to one table goes through its thread."""
 
-    def __init__(self, table: pxt.Table, primary_key: list[str]) -> None:
+    def __init__(self, table: pxt.Table, primary_key: list[str], *, name: str = "") -> None:
         self.table = table
         self.primary_key = primary_key
+        self.name = name  # the table's path, for the log
         self._queue: list[_Request] = []
         self._wakeup = threading.Condition()
         # cleared, the writer takes no new batch (the tests use it to let requests queue up)
@@ -71,8 +78,9 @@ class TableWriter:
         """Update the row with `row`'s primary key; the updated row, or None when no row has that key."""
         return self._submit(_Request("update", row))
 
-    def delete(self, where: Any) -> int:
-        return self._submit(_Request("delete", where))
+    def delete(self, match: dict[str, Any]) -> int:
+        """Delete the rows equal to `match` on its columns; the number of rows deleted."""
+        return self._submit(_Request("delete", match))
 
     def _submit(self, request: _Request) -> Any:
         with self._wakeup:
@@ -99,10 +107,7 @@ class TableWriter:
         rest: list[_Request] = []
         for request in self._queue:
             joins = request is head or (
-                head.kind != "delete"
-                and request.kind == head.kind
-                and len(batch) < limit
-                and self._joins(batch, request)
+                request.kind == head.kind and len(batch) < limit and self._joins(batch, request)
             )
             (batch if joins else rest).append(request)
         self._queue = rest
@@ -111,8 +116,10 @@ class TableWriter:
     def _joins(self, batch: list[_Request], new: _Request) -> bool:
         if new.kind == "insert":
             return True
-        # batch_update takes rows of one shape, and a key twice in one call would be ambiguous
         shape = set(batch[0].payload)
+        if new.kind == "delete" and shape != set(self.primary_key):
+            return False  # a delete on other columns may match many rows: its count needs a call of its own
+        # batch_update takes rows of one shape, and a key twice in one call would be ambiguous
         return set(new.payload) == shape and all(self._key(r.payload) != self._key(new.payload) for r in batch)
 
     def _run(self, batch: list[_Request]) -> None:
@@ -141,19 +148,51 @@ class TableWriter:
             status = self.table.batch_update(payloads, if_not_exists="ignore", return_rows=True)
             by_key = {self._key(r): r for r in (status.rows or [])}
             return [by_key.get(self._key(r)) for r in payloads]
-        return [self.table.delete(where=payloads[0]).num_rows]
+        if len(payloads) == 1:
+            return [self.table.delete(where=where_all_equal(self.table, payloads[0])).num_rows]
+        return self._delete_keys(payloads)
+
+    def _delete_keys(self, payloads: list[dict[str, Any]]) -> list[int]:
+        """Delete rows by distinct primary keys in one call; 1 or 0 for each key."""
+        table = self.table
+        match = where_any(table, payloads)
+        found = table.where(match).select(*[table[k] for k in self.primary_key]).collect()
+        present = {self._key(row) for row in found}
+        if present:
+            deleted = table.delete(where=where_any(table, [dict(zip(self.primary_key, k)) for k in present])).num_rows
+            if deleted != len(present):
+                # only another process can delete these rows between the read and the delete
+                # (this thread is the process's only writer of the table): the counts may be off by that
+                _logger.warning(
+                    "delete of %d keys from %s: %d found, %d deleted (a concurrent delete from another process)",
+                    len(payloads),
+                    self.name,
+                    len(present),
+                    deleted,
+                )
+        return [1 if self._key(p) in present else 0 for p in payloads]
 
     def _key(self, row: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(row[k] for k in self.primary_key)
+
+
+def where_any(table: pxt.Table, matches: Sequence[dict[str, Any]]) -> Any:
+    """The OR over `matches` of each one's AND-ed equalities."""
+    predicate = None
+    for match in matches:
+        term = where_all_equal(table, match)
+        predicate = term if predicate is None else predicate | term
+    return predicate
 
 
 _writers: dict[str, TableWriter] = {}
 _writers_lock = threading.Lock()
 
 
-def writer_for(table_id: str, table: pxt.Table, primary_key: list[str]) -> TableWriter:
+def writer_for(info: TableInfo) -> TableWriter:
+    """The process's writer of the table."""
     with _writers_lock:
-        writer = _writers.get(table_id)
+        writer = _writers.get(info.table_id)
         if writer is None:
-            writer = _writers[table_id] = TableWriter(table, primary_key)
+            writer = _writers[info.table_id] = TableWriter(info.table, info.primary_key, name=info.path)
         return writer

@@ -69,10 +69,11 @@ def test_pool_matches_pixeltable_connection_pool_and_opens_no_connection_per_req
 def test_waiting_writes_keep_no_query_from_a_thread_and_batch_beyond_the_pool_size(pxt_tables, new_id):
     """Sixteen inserts wait for a held writer (more than the call pool's 5 threads): a lookup still
     answers meanwhile, and once the writer goes, all sixteen go in as one insert call."""
+    from pxtserve.tables import TableInfo
     from pxtserve.writes import writer_for
 
     items = pxt_tables.items
-    writer = writer_for(str(items.get_metadata()["id"]), items, ["id"])
+    writer = writer_for(TableInfo.of(items))
     existing = new_id()
     items.insert([{"id": existing, "name": "there"}])
     keys = [new_id() for _ in range(16)]

@@ -100,13 +100,28 @@ def test_the_same_key_twice_is_not_batched_together(items, new_id):
     assert items.where(items.id == key).select(items.name).collect()["name"] == ["v2"]
 
 
-def test_queued_deletes_are_written_one_call_each(items, new_id):
+def test_queued_deletes_by_key_go_in_as_one_call_and_each_gets_its_own_count(items, new_id):
     writer = TableWriter(items, ["id"])
     keys = [new_id() for _ in range(4)]
-    for k in keys:
-        writer.insert({"id": k, "name": "del"})
-    calls = [lambda k=k: writer.delete(items.id == k) for k in keys]
-    calls.append(lambda: writer.delete(items.id == keys[0]))  # already gone: 0 rows
+    items.insert([{"id": k, "name": "del"} for k in keys])
+    never = new_id()
+    before = table_version(items)
+    calls = [lambda k=k: writer.delete({"id": k}) for k in [*keys, never]]
+    calls.append(lambda: writer.delete({"id": keys[0]}))  # the same key again: not in the same call
     results = run_queued(writer, calls)
-    # one of the two deletes of keys[0] finds the row gone, whichever was queued first
-    assert sorted(r[1] for r in results) == [0, 1, 1, 1, 1]
+    # one delete call for the five distinct keys (the missing one included); the repeated key's own
+    # call comes after it, finds nothing and makes no new version
+    assert table_version(items) == before + 1
+    assert [r[1] for r in results] == [1, 1, 1, 1, 0, 0]
+    assert items.where(items.id.isin(keys)).count() == 0
+
+
+def test_deletes_on_other_columns_are_written_one_call_each(items, new_id):
+    writer = TableWriter(items, ["id"])
+    tag = f"del-{new_id()}"
+    items.insert([{"id": new_id(), "name": "a", "tag": tag} for _ in range(3)])
+    before = table_version(items)
+    results = run_queued(writer, [lambda: writer.delete({"tag": tag}), lambda: writer.delete({"tag": tag})])
+    # each call may match many rows, so each keeps its own call and its own count
+    assert sorted(r[1] for r in results) == [0, 3]
+    assert table_version(items) == before + 1  # the second found nothing to delete: no new version

@@ -12,7 +12,7 @@ from pxtserve import schemas
 from pxtserve.errors import RouteDefinitionError
 from pxtserve.media import MediaUrls
 from pxtserve.routes.base import RouteOperation, check_path, pick_names
-from pxtserve.tables import TableInfo, where_all_equal
+from pxtserve.tables import TableInfo
 from pxtserve.writes import writer_for
 
 
@@ -22,9 +22,9 @@ class DeleteOperation(RouteOperation):
     match_columns: list[str]
 
     def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
-        writer = writer_for(self.info.table_id, self.info.table, self.info.primary_key)
+        writer = writer_for(self.info)
         with self.info.schema_checked():
-            return {"num_rows": writer.delete(where_all_equal(self.info.table, inputs))}
+            return {"num_rows": writer.delete(inputs)}
 
 
 def build_delete(

@@ -42,7 +42,7 @@ class InsertOperation(RouteOperation):
     def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
         check_media_inputs(inputs, self.json_media_inputs)
         with self.info.schema_checked():
-            rows = [writer_for(self.info.table_id, self.info.table, self.info.primary_key).insert(inputs)]
+            rows = [writer_for(self.info).insert(inputs)]
         if self.return_fileresponse:
             return single_file(rows, self.outputs[0])
         schema = {n: c.col_type for n, c in self.info.columns.items()}

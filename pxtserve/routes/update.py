@@ -45,7 +45,7 @@ class UpdateOperation(RouteOperation):
                 query = table.where(where_all_equal(table, key)).select(*[table[n] for n in self.outputs])
                 rows = list(query.collect())
             else:
-                row = writer_for(self.info.table_id, self.info.table, self.info.primary_key).update(inputs)
+                row = writer_for(self.info).update(inputs)
                 rows = [row] if row is not None else []
         if not rows:
             raise ApiError(404, "ROW_NOT_FOUND", f"no row in {self.info.path!r} has primary key {key}")
