@@ -58,6 +58,9 @@ def pxtserve_target(
             notes.append("serve has no --no-workers flag yet: started without it")
     if web_workers is not None:
         command += ["--workers", str(web_workers)]
+    # the reference logs no line per request (uvicorn with log_config=None, as `pxt service run`)
+    if "--no-access-log" in flags:
+        command.append("--no-access-log")
     return ServerTarget(name, tuple(command), tuple(notes), processes=web_workers or 1)
 
 

@@ -158,6 +158,8 @@ def test_serve_runs_a_real_http_server(pxt_tables, tmp_path, new_id):
     assert f"Serving 'demo' at http://127.0.0.1:{port}/api/  (docs: http://127.0.0.1:{port}/api/docs)" in out
     # clients that close their connection leave no unretrieved task errors in the log
     assert "Task exception was never retrieved" not in out
+    # the access log is on by default: a line per request
+    assert '"POST /api/notes HTTP/1.1" 200' in out
 
 
 def test_serve_with_several_web_processes(pxt_tables, tmp_path, new_id):
@@ -167,7 +169,7 @@ def test_serve_with_several_web_processes(pxt_tables, tmp_path, new_id):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PXTSERVE_VAR_DIR": str(tmp_path)}
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "demo", "--config", str(DEMO), "--port", str(port),
-         "--host", "127.0.0.1", "--no-workers", "--workers", "2"],
+         "--host", "127.0.0.1", "--no-workers", "--workers", "2", "--no-access-log"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -185,7 +187,10 @@ def test_serve_with_several_web_processes(pxt_tables, tmp_path, new_id):
     finally:
         proc.terminate()
         try:
-            proc.communicate(timeout=30)
+            out, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            out, _ = proc.communicate()
+    # --no-access-log: no line per request, in any of the processes
+    assert "Uvicorn running" in out or "Started parent process" in out, out[-2000:]
+    assert "/notes HTTP/1.1" not in out and "/notes/lookup" not in out

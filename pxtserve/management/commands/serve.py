@@ -64,6 +64,11 @@ class Command(BaseCommand):
             action="store_true",
             help="start no background-job workers (run `manage.py qcluster` for them elsewhere)",
         )
+        parser.add_argument(
+            "--no-access-log",
+            action="store_true",
+            help="log no line per request (uvicorn's access log; about 0.1 ms per request)",
+        )
         endpoint = parser.add_argument_group("single-endpoint mode")
         endpoint.add_argument("--table")
         endpoint.add_argument("--path")
@@ -97,7 +102,12 @@ class Command(BaseCommand):
             return
         if options["workers"] < 1:
             raise CommandError("--workers must be at least 1")
-        self._run(config, workers=not options["no_workers"], processes=options["workers"])
+        self._run(
+            config,
+            workers=not options["no_workers"],
+            processes=options["workers"],
+            access_log=not options["no_access_log"],
+        )
 
     def _service_config(self, options: dict[str, Any]) -> ServiceConfig:
         target = options["target"]
@@ -126,7 +136,7 @@ class Command(BaseCommand):
             config = parse_service({**config.model_dump(), **overrides}, config.source or "command line")
         return config
 
-    def _run(self, config: ServiceConfig, *, workers: bool = True, processes: int = 1) -> None:
+    def _run(self, config: ServiceConfig, *, workers: bool = True, processes: int = 1, access_log: bool = True) -> None:
         import uvicorn
 
         from pxtserve.asgi import build_application
@@ -169,6 +179,7 @@ class Command(BaseCommand):
                 lifespan="off",
                 workers=processes,
                 http=HTTP_PROTOCOL,
+                access_log=access_log,
                 # a graceful drain, but bounded: one stuck request must not hold the shutdown for ever
                 timeout_graceful_shutdown=int(conf.get("SHUTDOWN_GRACE_SECONDS")),
             )
