@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -137,4 +137,13 @@ def where_all_equal(tbl: pxt.Table, values: dict[str, Any]) -> Any:
     for name, value in values.items():
         term = tbl[name] == value
         predicate = term if predicate is None else predicate & term
+    return predicate
+
+
+def where_any(tbl: pxt.Table, matches: Sequence[dict[str, Any]]) -> Any:
+    """The OR over `matches` of each one's AND-ed equalities."""
+    predicate = None
+    for match in matches:
+        term = where_all_equal(tbl, match)
+        predicate = term if predicate is None else predicate | term
     return predicate

@@ -91,7 +91,7 @@ def make_operation_view(
         except BaseException:
             remove_files(saved.values())
             raise
-        if isinstance(result, Path) or serialize is None:
+        if serialize is None:  # a file route: the result is the file's path
             return file_response(result)
         return HttpResponse(serialize(result), content_type=JSON_CONTENT_TYPE)
 

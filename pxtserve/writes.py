@@ -29,7 +29,7 @@ from typing import Any
 import pixeltable as pxt
 
 from pxtserve import conf
-from pxtserve.tables import TableInfo, where_all_equal
+from pxtserve.tables import TableInfo, where_all_equal, where_any
 
 _logger = logging.getLogger(__name__)
 
@@ -174,15 +174,6 @@ class TableWriter:
 
     def _key(self, row: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(row[k] for k in self.primary_key)
-
-
-def where_any(table: pxt.Table, matches: Sequence[dict[str, Any]]) -> Any:
-    """The OR over `matches` of each one's AND-ed equalities."""
-    predicate = None
-    for match in matches:
-        term = where_all_equal(table, match)
-        predicate = term if predicate is None else predicate | term
-    return predicate
 
 
 _writers: dict[str, TableWriter] = {}

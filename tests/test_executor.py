@@ -8,28 +8,14 @@ import httpx
 from django.test import override_settings
 
 from .test_limits import asgi_app, urlconf_for
-
-SERVICE = """
-[[service]]
-name = "pool"
-[[service.routes]]
-type = "insert"
-table = "pxtserve_test.items"
-path = "/items"
-[[service.routes]]
-type = "query"
-path = "/item"
-query = "tests.pxt_app.queries.item_by_id"
-one_row = true
-method = "get"
-"""
+from .test_routes_query import SERVICE  # an insert route at /items and a GET one_row lookup at /lookup
 
 
 def concurrent_lookups(key: int, n: int) -> list[httpx.Response]:
     async def go() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=asgi_app())
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            return await asyncio.gather(*(client.get("/item", params={"id": key}) for _ in range(n)))
+            return await asyncio.gather(*(client.get("/lookup", params={"id": key}) for _ in range(n)))
 
     return asyncio.run(go())
 
@@ -89,7 +75,7 @@ def test_waiting_writes_keep_no_query_from_a_thread_and_batch_beyond_the_pool_si
                 while len(writer._queue) < len(keys):
                     assert asyncio.get_running_loop().time() < deadline, f"{len(writer._queue)} writes queued"
                     await asyncio.sleep(0.01)
-                lookup = await asyncio.wait_for(client.get("/item", params={"id": existing}), 10)
+                lookup = await asyncio.wait_for(client.get("/lookup", params={"id": existing}), 10)
             finally:
                 writer._gate.set()
             return lookup, await asyncio.gather(*inserts)
