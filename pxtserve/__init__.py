@@ -6,10 +6,27 @@ in INSTALLED_APPS does not import Pixeltable before Django is set up.
 
 from typing import Any
 
-__all__ = ["PixeltableRouter", "ServiceConfig", "SqlExport", "build_service", "load_service"]
+__all__ = [
+    "ComputeRoute",
+    "DeleteRoute",
+    "InsertRoute",
+    "PixeltableRouter",
+    "QueryRoute",
+    "ServiceConfig",
+    "SqlExport",
+    "UpdateRoute",
+    "build_service",
+    "load_service",
+]
 
 _EXPORTS = {
     "PixeltableRouter": "pxtserve.router",
+    # the route declarations, for router.add_route(InsertRoute(table=..., path=...))
+    "InsertRoute": "pxtserve.routes.insert",
+    "UpdateRoute": "pxtserve.routes.update",
+    "DeleteRoute": "pxtserve.routes.delete",
+    "QueryRoute": "pxtserve.routes.query",
+    "ComputeRoute": "pxtserve.routes.compute",
     "SqlExport": "pxtserve.export",
     "ServiceConfig": "pxtserve.config",
     "load_service": "pxtserve.config",

@@ -30,7 +30,7 @@ class ApiHandler(ASGIHandler):
         # BaseHandler builds its chain from settings.MIDDLEWARE; this handler's chain is the API one.
         # Done once, at start-up, before any request is served.
         full = settings.MIDDLEWARE
-        settings.MIDDLEWARE = list(conf.get("API_MIDDLEWARE"))
+        settings.MIDDLEWARE = list(conf.settings().API_MIDDLEWARE)
         try:
             super().load_middleware(is_async)
         finally:
@@ -105,12 +105,12 @@ def build_application() -> Any:
 
     django.setup(set_prefix=False)
     full = get_asgi_application()
-    prefixes = [*conf.get("FULL_DJANGO_PATHS")]
+    prefixes = [*conf.settings().FULL_DJANGO_PATHS]
     static_url = getattr(settings, "STATIC_URL", None)
     if static_url:
         prefixes.append(static_url if static_url.startswith("/") else f"/{static_url}")
     app = PathDispatcher(ApiHandler(), full, tuple(prefixes))
-    return BodySizeLimit(app, lambda: int(conf.get("MAX_REQUEST_BODY")))
+    return BodySizeLimit(app, lambda: conf.settings().MAX_REQUEST_BODY)
 
 
 _application: Any = None

@@ -17,6 +17,8 @@ from django.http import HttpRequest, HttpResponse
 from ninja.errors import HttpError
 from ninja.security import APIKeyHeader, HttpBearer
 
+from pxtserve.errors import error_response
+
 KeySource = Callable[[], Sequence[str]]
 
 
@@ -71,7 +73,6 @@ async def check_auth(auth: Any, request: HttpRequest) -> HttpResponse | None:
 
     NOT_SET (the router's auth, already applied) and None (public) allow.
     """
-    from django.http import JsonResponse
     from ninja.constants import NOT_SET
 
     if auth is NOT_SET or auth is None:
@@ -82,7 +83,7 @@ async def check_auth(auth: Any, request: HttpRequest) -> HttpResponse | None:
             if inspect.isawaitable(result):
                 result = await result
         except HttpError as exc:
-            return JsonResponse({"detail": exc.message}, status=exc.status_code)
+            return error_response(exc)
         if result:
             return None
-    return JsonResponse({"detail": "Unauthorized"}, status=401)
+    return error_response(HttpError(401, "Unauthorized"))

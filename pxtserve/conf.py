@@ -1,67 +1,123 @@
-"""pxtserve's settings, with their defaults, in one place.
+"""pxtserve's settings: `settings.PXTSERVE` (a dict) read into one typed, validated object.
 
-Read from `settings.PXTSERVE` (a dict); the serve command passes its resolved
-service to child processes through the PXTSERVE_SERVICE_JSON environment
-variable, read here too, so nothing else in the app touches os.environ.
+`conf.settings()` is that object. An unknown key or a value of the wrong type is a
+SettingsError naming the key (raised when the app starts, pxtserve.apps); `None` is a
+value like any other (`"REQUEST_TIMEOUT": None` means no limit). The object is rebuilt
+when Django's `setting_changed` names PXTSERVE, so tests can override it.
+
+The serve command passes its resolved service to child processes through the
+PXTSERVE_SERVICE_JSON environment variable, read here too, so nothing else in the
+app touches os.environ.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import threading
+from pathlib import Path
 from typing import Any
 
-from django.conf import settings
+import pydantic
+from django.conf import settings as django_settings
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
-DEFAULTS: dict[str, Any] = {
+from pxtserve.errors import SettingsError
+
+
+class Settings(pydantic.BaseModel):
+    """Every pxtserve setting, with its default."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
     # a service file (TOML or pyproject.toml) and the name of the service in it to serve
-    "CONFIG": None,
-    "SERVICE": None,
+    CONFIG: Path | None = None
+    SERVICE: str | None = None
     # threads that run Pixeltable calls (writes have their own thread per table, pxtserve/writes.py);
-    # None: Pixeltable's db_pool_size (5 by default), so that every thread keeps one pooled connection
-    "POOL_SIZE": None,
+    # None: Pixeltable's db_pool_size, so that every thread keeps one pooled connection
+    POOL_SIZE: PositiveInt | None = None
     # how often (seconds) a route re-reads its table's schema version to notice changes (409);
     # a failing Pixeltable call always re-reads it
-    "SCHEMA_CHECK_INTERVAL": 1.0,
+    SCHEMA_CHECK_INTERVAL: NonNegativeFloat = 1.0
     # most rows one grouped insert/update call may carry (write coordination, pxtserve/writes.py);
     # twice this many write requests can wait for their table's writer at once (pxtserve/executor.py)
-    "WRITE_BATCH_MAX": 64,
+    WRITE_BATCH_MAX: PositiveInt = 64
     # largest accepted file upload, in bytes (larger ones answer 413)
-    "MAX_UPLOAD_SIZE": 100 * 1024 * 1024,
+    MAX_UPLOAD_SIZE: PositiveInt = 100 * 1024 * 1024
     # media sent as JSON strings: server-local paths are accepted only inside these directories
-    "MEDIA_INPUT_DIRS": [],
+    MEDIA_INPUT_DIRS: list[str] = []
     # ... and http(s) URLs are fetched only when this is on (never from non-public addresses)
-    "MEDIA_FETCH_URLS": False,
-    "MEDIA_FETCH_TIMEOUT": 30,
+    MEDIA_FETCH_URLS: bool = False
+    MEDIA_FETCH_TIMEOUT: PositiveFloat = 30.0
     # largest accepted request body, in bytes (413 beyond it); uploads count towards it
-    "MAX_REQUEST_BODY": 101 * 1024 * 1024,
+    MAX_REQUEST_BODY: PositiveInt = 101 * 1024 * 1024
     # seconds a synchronous route may run before it answers 504 (None: no limit)
-    "REQUEST_TIMEOUT": 300,
+    REQUEST_TIMEOUT: PositiveFloat | None = 300.0
     # seconds `serve` lets in-flight requests finish after SIGTERM/Ctrl-C before closing them
-    "SHUTDOWN_GRACE_SECONDS": 30,
+    SHUTDOWN_GRACE_SECONDS: NonNegativeInt = 30
     # the middleware of API requests (pxtserve.asgi): async-capable ones only, or each costs thread hops
-    "API_MIDDLEWARE": ["pxtserve.headers.SecurityHeadersMiddleware", "pxtserve.cors.CorsMiddleware"],
+    API_MIDDLEWARE: list[str] = ["pxtserve.headers.SecurityHeadersMiddleware", "pxtserve.cors.CorsMiddleware"]
     # paths that keep Django's full handler and settings.MIDDLEWARE (STATIC_URL is added)
-    "FULL_DJANGO_PATHS": ["/admin/"],
+    FULL_DJANGO_PATHS: list[str] = ["/admin/"]
     # origins allowed to call the API from a browser (CORS); empty: CORS off. "*" allows any.
-    "CORS_ALLOWED_ORIGINS": [],
+    CORS_ALLOWED_ORIGINS: list[str] = []
     # keys accepted by routes with auth = "api_key" (besides those in the service's api_keys_env variable)
-    "API_KEYS": [],
+    API_KEYS: list[str] = []
     # finished background jobs are deleted this long after they finish
-    "JOB_RETENTION_SECONDS": 7 * 24 * 3600,
+    JOB_RETENTION_SECONDS: NonNegativeFloat = 7 * 24 * 3600.0
+    # media made for responses (in-memory images of computed columns, compute routes' uploads) is kept this long
+    MEDIA_OUTPUT_RETENTION_SECONDS: NonNegativeFloat = 7 * 24 * 3600.0
     # where files uploaded to background routes wait for a worker; default: <Pixeltable home>/pxtserve_job_uploads
-    "JOB_UPLOAD_DIR": None,
-}
+    JOB_UPLOAD_DIR: Path | None = None
+
+
+def parse(raw: Any) -> Settings:
+    """Settings from a PXTSERVE dict; any problem is a SettingsError naming the key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError(f"settings.PXTSERVE must be a dict, got {type(raw).__name__}")
+    try:
+        return Settings.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                problems.append(
+                    f"settings.PXTSERVE[{key!r}]: unknown setting (known: {', '.join(Settings.model_fields)})"
+                )
+            else:
+                problems.append(f"settings.PXTSERVE[{key!r}]: {err['msg']} (got {err['input']!r})")
+        raise SettingsError("; ".join(problems)) from None
+
+
+_current: Settings | None = None
+_lock = threading.Lock()
+
+
+def settings() -> Settings:
+    """The validated settings, read from django.conf.settings on first use."""
+    global _current
+    current = _current
+    if current is None:
+        with _lock:
+            if _current is None:
+                _current = parse(getattr(django_settings, "PXTSERVE", None))
+            current = _current
+    return current
+
+
+def reload(*, setting: str = "PXTSERVE", **kwargs: Any) -> None:
+    """Django's setting_changed receiver (connected by pxtserve.apps): read PXTSERVE again on next use."""
+    global _current
+    if setting == "PXTSERVE":
+        with _lock:
+            _current = None
+
 
 # set by `manage.py serve` for the processes it starts (uvicorn workers, job workers)
 SERVICE_JSON_ENV = "PXTSERVE_SERVICE_JSON"
-
-
-def get(name: str) -> Any:
-    user = getattr(settings, "PXTSERVE", None) or {}
-    if name not in DEFAULTS:
-        raise KeyError(f"unknown pxtserve setting {name!r}")
-    value = user.get(name)
-    return DEFAULTS[name] if value is None else value
 
 
 def service_json_from_env() -> str | None:
@@ -74,7 +130,6 @@ def set_service_json_env(value: str) -> None:
 
 def expand_env_vars(text: str) -> str:
     """Expand ${NAME} references; an undefined variable is an error naming it."""
-    import re
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -87,7 +142,7 @@ def expand_env_vars(text: str) -> str:
 
 def api_keys(env_var: str | None = None) -> list[str]:
     """The API keys: settings.PXTSERVE["API_KEYS"] plus the comma-separated keys in `env_var`."""
-    keys = [str(k) for k in get("API_KEYS") if k]
+    keys = [k for k in settings().API_KEYS if k]
     if env_var:
         keys += [k.strip() for k in os.environ.get(env_var, "").split(",") if k.strip()]
     return keys

@@ -1,28 +1,21 @@
 """Service files: TOML (standalone `[[service]]` or pyproject `[[tool.pixeltable.service]]`)
-into pydantic models, and each route model into the router call it stands for.
+into a ServiceConfig whose routes are the route kinds' own declarations (pxtserve.routes).
 
-The CLI's single-endpoint flags build the same route models, so a route is
-declared one way whatever the entry point.
+The CLI's single-endpoint flags and the Python API build the same route declarations,
+so a route is declared one way whatever the entry point.
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from pxtserve.conf import expand_env_vars
-from pxtserve.export import SqlExport
-
-if TYPE_CHECKING:
-    from pxtserve.router import PixeltableRouter
-
-
-class ServiceConfigError(Exception):
-    """A service declaration that cannot be served; the message names where."""
+from pxtserve.errors import ServiceConfigError
+from pxtserve.routes.kinds import ROUTE_KINDS, RouteConfig
 
 
 def _location(source: str | None, service: str | None, index: int | None, path: str | None, field: str | None) -> str:
@@ -34,126 +27,6 @@ def _location(source: str | None, service: str | None, index: int | None, path: 
     if field:
         parts.append(f"field {field!r}")
     return ": ".join(parts)
-
-
-class _Route(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    path: str
-    background: bool = False
-    # None: the service's auth; "none" makes this route public on a protected service
-    auth: Literal["none", "api_key"] | None = None
-
-    @pydantic.field_validator("path")
-    @classmethod
-    def _leading_slash(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError(f"path must start with '/', got {v!r}")
-        return v
-
-    def register(self, router: PixeltableRouter, auth: dict[str, Any]) -> Any:
-        """Add this route to `router`; `auth` holds the route's own auth, if it differs from the router's."""
-        raise NotImplementedError
-
-
-def _expand_export(v: Any) -> Any:
-    """Connection strings may say ${VAR}, so passwords need not be written into the file."""
-    if isinstance(v, dict) and isinstance(v.get("db_connect"), str):
-        try:
-            return {**v, "db_connect": expand_env_vars(v["db_connect"])}
-        except KeyError as exc:
-            raise ValueError(f"db_connect refers to the environment variable {exc.args[0]}, which is not set") from None
-    return v
-
-
-ExportField = Annotated[SqlExport | None, pydantic.BeforeValidator(_expand_export)]
-
-
-class InsertRoute(_Route):
-    type: Literal["insert"]
-    table: str
-    inputs: list[str] | None = None
-    uploadfile_inputs: list[str] | None = None
-    outputs: list[str] | None = None
-    return_fileresponse: bool = False
-    export_sql: ExportField = None
-
-    def register(self, router: PixeltableRouter, auth: dict[str, Any]) -> Any:
-        return router.add_insert_route(
-            self.table,
-            path=self.path,
-            inputs=self.inputs,
-            uploadfile_inputs=self.uploadfile_inputs,
-            outputs=self.outputs,
-            return_fileresponse=self.return_fileresponse,
-            export_sql=self.export_sql,
-            background=self.background,
-            **auth,
-        )
-
-
-class UpdateRoute(_Route):
-    type: Literal["update"]
-    table: str
-    inputs: list[str] | None = None
-    outputs: list[str] | None = None
-    return_fileresponse: bool = False
-    export_sql: ExportField = None
-
-    def register(self, router: PixeltableRouter, auth: dict[str, Any]) -> Any:
-        return router.add_update_route(
-            self.table,
-            path=self.path,
-            inputs=self.inputs,
-            outputs=self.outputs,
-            return_fileresponse=self.return_fileresponse,
-            export_sql=self.export_sql,
-            background=self.background,
-            **auth,
-        )
-
-
-class DeleteRoute(_Route):
-    type: Literal["delete"]
-    table: str
-    match_columns: list[str] | None = None
-
-    def register(self, router: PixeltableRouter, auth: dict[str, Any]) -> Any:
-        return router.add_delete_route(
-            self.table, path=self.path, match_columns=self.match_columns, background=self.background, **auth
-        )
-
-
-class QueryRoute(_Route):
-    type: Literal["query"]
-    query: str
-    inputs: list[str] | None = None
-    uploadfile_inputs: list[str] | None = None
-    one_row: bool = False
-    return_fileresponse: bool = False
-    method: Literal["get", "post"] = "post"
-
-    def register(self, router: PixeltableRouter, auth: dict[str, Any]) -> Any:
-        return router.add_query_route(
-            path=self.path,
-            query=self.query,
-            inputs=self.inputs,
-            uploadfile_inputs=self.uploadfile_inputs,
-            one_row=self.one_row,
-            return_fileresponse=self.return_fileresponse,
-            background=self.background,
-            method=self.method,
-            **auth,
-        )
-
-
-RouteConfig = Annotated[InsertRoute | UpdateRoute | DeleteRoute | QueryRoute, Field(discriminator="type")]
-ROUTE_MODELS: dict[str, type[_Route]] = {
-    "insert": InsertRoute,
-    "update": UpdateRoute,
-    "delete": DeleteRoute,
-    "query": QueryRoute,
-}
 
 
 class ServiceConfig(BaseModel):
@@ -197,16 +70,16 @@ def _validation_message(exc: pydantic.ValidationError, raw: dict[str, Any], sour
             routes = raw.get("routes") or []
             route = routes[index] if index < len(routes) and isinstance(routes[index], dict) else {}
             path = route.get("path") if isinstance(route.get("path"), str) else None
-            loc = loc[3:] if len(loc) > 2 and loc[2] in ROUTE_MODELS else loc[2:]
+            loc = loc[3:] if len(loc) > 2 and loc[2] in ROUTE_KINDS else loc[2:]
         field = ".".join(str(p) for p in loc) or None
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown field"
         elif err["type"] == "union_tag_invalid":
-            message = f"unknown route type {route.get('type')!r}; expected one of: {', '.join(ROUTE_MODELS)}"
+            message = f"unknown route type {route.get('type')!r}; expected one of: {', '.join(ROUTE_KINDS)}"
             field = "type"
         elif err["type"] == "union_tag_not_found":
-            message = "missing route type; expected one of: " + ", ".join(ROUTE_MODELS)
+            message = "missing route type; expected one of: " + ", ".join(ROUTE_KINDS)
             field = "type"
         lines.append(f"{_location(source, name, index, path, field)}: {message}")
     return "\n".join(lines)
@@ -260,8 +133,4 @@ def load_service(path: str | Path, name: str | None = None) -> ServiceConfig:
     return parse_service(raw, str(path))
 
 
-def route_from_fields(kind: str, fields: dict[str, Any]) -> RouteConfig:
-    """A route model from single-endpoint CLI flags (the flags unset are left out)."""
-    raw = {"type": kind, **{k: v for k, v in fields.items() if v is not None}}
-    parsed = ServiceConfig.model_validate({"name": kind, "routes": [raw]})
-    return parsed.routes[0]
+__all__ = ["ServiceConfig", "ServiceConfigError", "load_service", "parse_service", "read_services"]

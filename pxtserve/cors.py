@@ -19,7 +19,7 @@ _ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 
 
 def _allowed(origin: str | None) -> bool:
-    origins = conf.get("CORS_ALLOWED_ORIGINS")
+    origins = conf.settings().CORS_ALLOWED_ORIGINS
     return bool(origin) and ("*" in origins or origin in origins)
 
 

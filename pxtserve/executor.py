@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pxtserve import conf
+from pxtserve.errors import CallTimedOut
+from pxtserve.pxt_internals import close_pool_runtimes, default_db_pool_size
 
 T = TypeVar("T")
 
@@ -36,22 +38,14 @@ _lock = threading.Lock()
 
 def pixeltable_pool_size() -> int:
     """The number of connections Pixeltable's engine keeps open (its `db_pool_size`)."""
-    from pixeltable.config import Config
-
-    configured = Config.get().get_int_value("db_pool_size")
-    if configured is not None:
-        return configured
-    # Pixeltable's default when unset; no public accessor for it
-    from pixeltable.env import _DEFAULT_DB_POOL_SIZE
-
-    return int(_DEFAULT_DB_POOL_SIZE)
+    return default_db_pool_size()
 
 
 def _pool_size(kind: str) -> int:
     if kind == "write":
-        return 2 * max(1, int(conf.get("WRITE_BATCH_MAX")))
-    configured = conf.get("POOL_SIZE")
-    return int(configured) if configured is not None else pixeltable_pool_size()
+        return 2 * conf.settings().WRITE_BATCH_MAX
+    configured = conf.settings().POOL_SIZE
+    return configured if configured is not None else pixeltable_pool_size()
 
 
 def _get(kind: str) -> ThreadPoolExecutor:
@@ -77,14 +71,6 @@ async def run_in_pool(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await loop.run_in_executor(get_pool(), functools.partial(fn, *args, **kwargs))
 
 
-class PoolTimeout(Exception):
-    """The call did not finish in time; `started` says whether it had begun (and may still finish)."""
-
-    def __init__(self, started: bool) -> None:
-        super().__init__("timed out")
-        self.started = started
-
-
 async def run_in_pool_with_timeout(
     timeout: float | None, fn: Callable[..., T], *args: Any, pool: ThreadPoolExecutor | None = None
 ) -> T:
@@ -100,7 +86,7 @@ async def run_in_pool_with_timeout(
     try:
         return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
     except TimeoutError:
-        raise PoolTimeout(started=not future.cancel()) from None
+        raise CallTimedOut(started=not future.cancel()) from None
 
 
 def shutdown_pool() -> None:
@@ -108,8 +94,6 @@ def shutdown_pool() -> None:
     with _lock:
         pools = list(_pools.values())
         _pools.clear()
-    from pixeltable.runtime import close_threadpool_runtimes
-
     for pool, size in pools:
-        close_threadpool_runtimes(pool, size)
+        close_pool_runtimes(pool, size)
         pool.shutdown(wait=True)

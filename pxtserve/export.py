@@ -22,6 +22,8 @@ from sqlalchemy.dialects import postgresql as sa_pg
 from sqlalchemy.dialects import sqlite as sa_sqlite
 from sqlalchemy.engine import make_url
 
+from pxtserve.errors import ExportConfigError, ExportWriteError, RouteDefinitionError
+
 if TYPE_CHECKING:
     from pixeltable.type_system import ColumnType
 
@@ -55,14 +57,6 @@ class SqlExport(pydantic.BaseModel):
         return v
 
 
-class ExportConfigError(Exception):
-    """Registration-time problem with an export_sql target (message never contains a password)."""
-
-
-class ExportWriteError(Exception):
-    """Request-time failure writing a row to an export_sql target (message never contains a password)."""
-
-
 def redact_url(db_connect: str) -> str:
     try:
         return make_url(db_connect).render_as_string(hide_password=True)
@@ -83,6 +77,23 @@ def redact_text(text: str, db_connect: str) -> str:
         for secret in {password, encoded} - {""}:
             text = text.replace(secret, "***")
     return text
+
+
+def describe_export(spec: SqlExport | None) -> dict[str, Any] | None:
+    """An export_sql option as `serve --dry-run` shows it: the password redacted."""
+    if spec is None:
+        return None
+    return {**spec.model_dump(), "db_connect": redact_url(spec.db_connect)}
+
+
+def build_exporter(spec: SqlExport | None, columns: dict[str, ColumnType], route: str) -> SqlExporter | None:
+    """Validate an export target against the live database once, at registration."""
+    if spec is None:
+        return None
+    try:
+        return SqlExporter(spec, columns, route=route)
+    except ExportConfigError as exc:
+        raise RouteDefinitionError(str(exc), field="export_sql") from exc
 
 
 # --- engine cache ---------------------------------------------------------------------------------------------------

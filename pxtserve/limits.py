@@ -12,6 +12,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pxtserve.errors import RequestTooLarge, error_body
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -19,21 +21,13 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class _TooLarge(Exception):
-    pass
-
-
-def _error_body(limit: int) -> bytes:
-    message = f"request body is larger than the limit of {limit} bytes"
-    return json.dumps({"detail": {"error_code": "REQUEST_TOO_LARGE", "message": message}}).encode()
-
-
 async def _send_413(send: Send, limit: int) -> None:
-    body = _error_body(limit)
+    status, detail = error_body(RequestTooLarge(limit))
+    body = json.dumps(detail).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )
@@ -65,7 +59,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge
+                    raise RequestTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -76,6 +70,6 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
+        except RequestTooLarge:
             if not started:
                 await _send_413(send, limit)

@@ -1,5 +1,5 @@
 """Media values in responses: local files become absolute URLs to the media view,
-and the media view serves files from Pixeltable's own directories only.
+and the media view serves files from the media roots only (pxtserve.media_store).
 """
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import mimetypes
 import os
 import re
 import urllib.parse
-from collections.abc import Callable, Iterator
-from functools import lru_cache
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,7 @@ from django.http import (
 from django.urls import reverse
 from django.utils.http import http_date
 
-
-@lru_cache(maxsize=1)
-def media_roots() -> tuple[Path, tuple[Path, ...]]:
-    """Pixeltable's home and the directories under it that media URLs may point into.
-
-    Pixeltable has no public accessor for its media, tmp and file-cache
-    directories, so they come from its Env.
-    """
-    from pixeltable.env import Env
-
-    env = Env.get()
-    home = env.media_dir.resolve().parent
-    return home, (env.media_dir.resolve(), env.tmp_dir.resolve(), env.file_cache_dir.resolve())
+from pxtserve.media_store import media_roots, save_image
 
 
 def _is_inside_roots(resolved: Path) -> bool:
@@ -53,16 +40,6 @@ def local_media_path(value: str) -> Path | None:
     if os.path.isabs(value):
         return Path(value)
     return None
-
-
-def save_image_to_tmp(image: PIL.Image.Image) -> str:
-    """Write an in-memory image (a non-stored computed column) to Pixeltable's tmp dir."""
-    from pixeltable.utils.local_store import TempStore  # no public way to get a tmp path in Pixeltable's store
-
-    fmt = "png" if image.mode in ("RGBA", "LA", "P") else "jpeg"
-    dest = TempStore.create_path(extension=f".{fmt}")
-    image.save(dest, format=fmt)
-    return dest.as_uri()
 
 
 class MediaUrls:
@@ -90,7 +67,7 @@ class MediaUrls:
         if value is None:
             return None
         if isinstance(value, PIL.Image.Image):
-            value = save_image_to_tmp(value)
+            value = save_image(value).as_uri()
         if not isinstance(value, str):
             return value
         path = local_media_path(value)
@@ -107,7 +84,7 @@ class MediaUrls:
 def local_file_for(value: Any) -> Path | None:
     """The local file behind a media value, for file responses."""
     if isinstance(value, PIL.Image.Image):
-        value = save_image_to_tmp(value)
+        value = save_image(value).as_uri()
     if not isinstance(value, str):
         return None
     path = local_media_path(value)
@@ -139,8 +116,6 @@ def file_response(path: Path, *, as_attachment: bool = False) -> FileResponse:
         filename=path.name,
     )
 
-
-MediaUrlBuilder = Callable[[Any], Any]
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from pxtserve import conf
 from pxtserve.errors import ApiError
+from pxtserve.pxt_internals import tmp_file_path
 
 _CHUNK = 64 * 1024
 
@@ -32,7 +33,7 @@ def _refuse(field: str, why: str) -> ApiError:
 
 
 def _allowed_dirs() -> list[Path]:
-    return [Path(d).resolve() for d in conf.get("MEDIA_INPUT_DIRS")]
+    return [Path(d).resolve() for d in conf.settings().MEDIA_INPUT_DIRS]
 
 
 def _check_local(field: str, path: Path) -> str:
@@ -80,18 +81,17 @@ def pinned_request(client: Any, url: str, address: str) -> Any:
 
 def _fetch(field: str, url: str) -> str:
     import httpx
-    from pixeltable.utils.local_store import TempStore  # no public way to get a path in Pixeltable's tmp store
 
     parsed = urllib.parse.urlsplit(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     address = _public_addresses(field, parsed.hostname or "", port)[0]
-    limit = int(conf.get("MAX_UPLOAD_SIZE"))
+    limit = conf.settings().MAX_UPLOAD_SIZE
     ext = os.path.splitext(parsed.path)[1]
-    dest = Path(TempStore.create_path(extension=ext if ext[1:].isalnum() else ""))
+    dest = tmp_file_path(ext if ext[1:].isalnum() else "")
     try:
         # no redirects: a redirect could point at an internal address
         with (
-            httpx.Client(follow_redirects=False, timeout=float(conf.get("MEDIA_FETCH_TIMEOUT"))) as client,
+            httpx.Client(follow_redirects=False, timeout=conf.settings().MEDIA_FETCH_TIMEOUT) as client,
             client.send(pinned_request(client, url, address), stream=True) as resp,
         ):
             if resp.status_code != 200:
@@ -123,7 +123,7 @@ def check_media_value(field: str, value: Any) -> Any:
     parsed = urllib.parse.urlsplit(value)
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
-        if not conf.get("MEDIA_FETCH_URLS"):
+        if not conf.settings().MEDIA_FETCH_URLS:
             raise _refuse(field, "fetching media from URLs is disabled (setting MEDIA_FETCH_URLS)")
         return _fetch(field, value)
     if scheme == "file":

@@ -64,7 +64,3 @@ class Job(models.Model):
         from django.utils import timezone
 
         return (self.finished_at or timezone.now()) - self.started_at
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.DONE, self.Status.ERROR)

@@ -13,6 +13,8 @@ import logging
 import tomllib
 from pathlib import Path
 
+from pxtserve.pxt_internals import init_config_without_project_file
+
 _logger = logging.getLogger("pxtserve")
 
 
@@ -39,14 +41,8 @@ def init_pixeltable_config() -> None:
     section = tomllib.loads(pyproject.read_text())["tool"]["pixeltable"]
     if not isinstance(section, dict) or "service" not in section:
         return
-    # private: Config.init is the only way to choose the project root before Pixeltable starts
-    import pixeltable as pxt
-    from pixeltable.config import Config
-
-    try:
-        Config.init(project_root=None)
-    except pxt.Error:  # already initialized: nothing left to choose
-        return
+    if not init_config_without_project_file():
+        return  # already initialized: nothing left to choose
     other = sorted(k for k in section if k != "service")
     if other:
         _logger.warning(

@@ -1,36 +1,29 @@
 """PixeltableRouter: a Ninja router whose routes are Pixeltable operations.
 
-Every entry point (TOML, CLI flags, Python) ends in the add_*_route methods
-here; each route kind lives in its own module under pxtserve/routes/.
+Every entry point (TOML, CLI flags, Python) ends in `add_route(spec)`: the
+add_*_route methods and the decorators here are thin wrappers that validate their
+keyword arguments into the kind's declaration (pxtserve.routes), whose fields are
+the only place a route option is declared; their signatures are generated from it.
 """
 
 from __future__ import annotations
 
-import itertools
-import weakref
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-import pixeltable as pxt
 from ninja import Router
 from ninja.constants import NOT_SET
 
-from pxtserve import schemas
+from pxtserve import registry, schemas
 from pxtserve.errors import RouteDefinitionError
-from pxtserve.jobs import JobHandle, JobRoute, JobStatus, route_digest, route_key
-from pxtserve.routes.base import RouteOperation
-from pxtserve.routes.decorated import RouteFunction, decorated_insert, decorated_update
-from pxtserve.routes.delete import build_delete
-from pxtserve.routes.insert import build_insert
-from pxtserve.routes.query import build_query
-from pxtserve.routes.update import build_update
+from pxtserve.jobs.store import JobHandle, JobStatus
+from pxtserve.jobs.submit import JobRoute
+from pxtserve.routes import kinds
+from pxtserve.routes.functions import RouteFunction
+from pxtserve.routes.operation import Operation
+from pxtserve.routes.spec import RouteSpec
 from pxtserve.views import make_job_status_view, make_operation_view, media_view
-
-_router_ids = itertools.count(1)
-
-# every router this process has built, for job workers to find routes in (pxtserve.jobs.find_operation)
-_live_routers: weakref.WeakSet[PixeltableRouter] = weakref.WeakSet()
 
 _Function = TypeVar("_Function", bound=RouteFunction)
 
@@ -43,6 +36,11 @@ _ERROR_STATUSES = (400, 404, 409, 413, 422, 500, 504)
 _NINJA_ERRORS: dict[int, Any] = {
     400: schemas.ErrorResponse | schemas.MessageResponse,
     422: schemas.ErrorResponse | schemas.ValidationErrorResponse,
+}
+_FILE_RESPONSE = {
+    "responses": {
+        "200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
+    }
 }
 
 
@@ -58,11 +56,13 @@ class PixeltableRouter(Router):
     serving the same method and path differently.
     """
 
+    router_id: int
+
     def __init__(self, *args: Any, name: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.router_id = next(_router_ids)
         self.name = name
-        self.operations: list[RouteOperation] = []
+        self.operations: list[Operation] = []
+        registry.register_router(self)
         self.media_url_name = f"pxtserve_media_{self.router_id}"
         self.add_api_operation(
             "/media/{path:path}",
@@ -76,7 +76,7 @@ class PixeltableRouter(Router):
         self.add_api_operation(
             "/jobs/{job_id}",
             ["GET"],
-            make_job_status_view(self),
+            make_job_status_view(self.operation_for_key),
             response={200: JobStatus, 404: schemas.ErrorResponse},
             url_name=self.job_url_name,
             operation_id=f"pxtserve_job_status_{self.router_id}",
@@ -84,167 +84,69 @@ class PixeltableRouter(Router):
             # documented once the router has a background route (add_operation)
             include_in_schema=False,
         )
-        _live_routers.add(self)
 
-    # --- the route kinds -------------------------------------------------------------
+    # --- the route kinds: each validates its arguments into the kind's declaration ----------------
 
-    def add_insert_route(
-        self,
-        t: pxt.Table | str,
-        *,
-        path: str,
-        inputs: Sequence[str] | None = None,
-        uploadfile_inputs: Sequence[str] | None = None,
-        outputs: Sequence[str] | None = None,
-        return_fileresponse: bool = False,
-        export_sql: Any = None,
-        background: bool = False,
-        auth: Any = NOT_SET,
-    ) -> RouteOperation:
+    def add_insert_route(self, t: Any, *, auth: Any = NOT_SET, **fields: Any) -> Operation:
         """POST `path` inserts one row into `t` and answers with its `outputs` (computed columns included)."""
-        return self.add_operation(
-            build_insert(
-                t,
-                path=path,
-                inputs=inputs,
-                uploadfile_inputs=uploadfile_inputs,
-                outputs=outputs,
-                return_fileresponse=return_fileresponse,
-                export_sql=export_sql,
-                background=background,
-            ),
-            auth=auth,
-        )
+        return self.add_route(kinds.InsertRoute.declare(table=t, **fields), auth=auth)
 
-    def add_update_route(
-        self,
-        t: pxt.Table | str,
-        *,
-        path: str,
-        inputs: Sequence[str] | None = None,
-        outputs: Sequence[str] | None = None,
-        return_fileresponse: bool = False,
-        export_sql: Any = None,
-        background: bool = False,
-        auth: Any = NOT_SET,
-    ) -> RouteOperation:
+    def add_update_route(self, t: Any, *, auth: Any = NOT_SET, **fields: Any) -> Operation:
         """POST `path` updates the row with the body's primary key and answers with its `outputs`."""
-        return self.add_operation(
-            build_update(
-                t,
-                path=path,
-                inputs=inputs,
-                outputs=outputs,
-                return_fileresponse=return_fileresponse,
-                export_sql=export_sql,
-                background=background,
-            ),
-            auth=auth,
-        )
+        return self.add_route(kinds.UpdateRoute.declare(table=t, **fields), auth=auth)
 
-    def insert_route(
-        self,
-        t: pxt.Table | str,
-        *,
-        path: str,
-        inputs: Sequence[str] | None = None,
-        uploadfile_inputs: Sequence[str] | None = None,
-        outputs: Sequence[str] | None = None,
-        export_sql: Any = None,
-        background: bool = False,
-        auth: Any = NOT_SET,
-    ) -> Callable[[_Function], _Function]:
+    def add_delete_route(self, t: Any, *, auth: Any = NOT_SET, **fields: Any) -> Operation:
+        """POST `path` deletes the rows equal to the body on `match_columns` (default: the primary key)."""
+        return self.add_route(kinds.DeleteRoute.declare(table=t, **fields), auth=auth)
+
+    def add_query_route(self, *, auth: Any = NOT_SET, **fields: Any) -> Operation:
+        """`method` `path` runs a @pxt.query function (or a dotted path to one) with the request's arguments."""
+        return self.add_route(kinds.QueryRoute.declare(**fields), auth=auth)
+
+    def add_compute_route(self, t: Any, *, auth: Any = NOT_SET, **fields: Any) -> Operation:
+        """POST `path` computes `t`'s columns (a table's or a view's) for the request's row; nothing is stored."""
+        return self.add_route(kinds.ComputeRoute.declare(table=t, **fields), auth=auth)
+
+    def insert_route(self, t: Any, *, auth: Any = NOT_SET, **fields: Any) -> Callable[[_Function], _Function]:
         """Decorator: like add_insert_route, but the body is what the function returns.
 
         The function takes the `outputs` as keyword-only, annotated parameters (media
         columns as URL strings) and returns an instance of its pydantic return annotation.
         """
-        build = decorated_insert(
-            t,
-            path=path,
-            inputs=inputs,
-            uploadfile_inputs=uploadfile_inputs,
-            outputs=outputs,
-            export_sql=export_sql,
-            background=background,
-        )
-        return self._register_decorated(build, auth)
+        return self._decorator(kinds.InsertRoute, auth, table=t, **fields)
 
-    def update_route(
-        self,
-        t: pxt.Table | str,
-        *,
-        path: str,
-        inputs: Sequence[str] | None = None,
-        outputs: Sequence[str] | None = None,
-        export_sql: Any = None,
-        background: bool = False,
-        auth: Any = NOT_SET,
-    ) -> Callable[[_Function], _Function]:
+    def update_route(self, t: Any, *, auth: Any = NOT_SET, **fields: Any) -> Callable[[_Function], _Function]:
         """Decorator: like add_update_route, but the body is what the function returns (see insert_route)."""
-        build = decorated_update(
-            t, path=path, inputs=inputs, outputs=outputs, export_sql=export_sql, background=background
-        )
-        return self._register_decorated(build, auth)
+        return self._decorator(kinds.UpdateRoute, auth, table=t, **fields)
 
-    def _register_decorated(
-        self, build: Callable[[RouteFunction], RouteOperation], auth: Any
-    ) -> Callable[[_Function], _Function]:
+    def compute_route(self, t: Any, *, auth: Any = NOT_SET, **fields: Any) -> Callable[[_Function], _Function]:
+        """Decorator: like add_compute_route, but the body is what the function returns.
+
+        Per-column form: as for insert_route, called with the one computed row (404 when a
+        view's filter drops it). Batch form, for a view whose path has an iterator: one
+        parameter annotated `list[M]` (M a pydantic model with a field per output), called
+        with every row, possibly none.
+        """
+        return self._decorator(kinds.ComputeRoute, auth, table=t, **fields)
+
+    def _decorator(self, spec_class: type[RouteSpec], auth: Any, **fields: Any) -> Callable[[_Function], _Function]:
+        # the route's arguments are checked now, the function when it is decorated
+        spec_class.declare(**fields).check_arguments()
+
         def decorator(fn: _Function) -> _Function:
-            self.add_operation(build(fn), auth=auth)
+            self.add_route(spec_class.declare(**fields, response_function=fn), auth=auth)
             return fn
 
         return decorator
 
-    def add_delete_route(
-        self,
-        t: pxt.Table | str,
-        *,
-        path: str,
-        match_columns: Sequence[str] | None = None,
-        background: bool = False,
-        auth: Any = NOT_SET,
-    ) -> RouteOperation:
-        """POST `path` deletes the rows equal to the body on `match_columns` (default: the primary key)."""
-        return self.add_operation(
-            build_delete(t, path=path, match_columns=match_columns, background=background), auth=auth
-        )
-
-    def add_query_route(
-        self,
-        *,
-        path: str,
-        query: Any,
-        inputs: Sequence[str] | None = None,
-        uploadfile_inputs: Sequence[str] | None = None,
-        one_row: bool = False,
-        return_fileresponse: bool = False,
-        background: bool = False,
-        method: Literal["get", "post"] = "post",
-        auth: Any = NOT_SET,
-    ) -> RouteOperation:
-        """`method` `path` runs a @pxt.query function (or a dotted path to one) with the request's arguments."""
-        return self.add_operation(
-            build_query(
-                path=path,
-                query=query,
-                inputs=inputs,
-                uploadfile_inputs=uploadfile_inputs,
-                one_row=one_row,
-                return_fileresponse=return_fileresponse,
-                background=background,
-                method=method,
-            ),
-            auth=auth,
-        )
-
     # --- registration ------------------------------------------------------------------
 
-    def add_operation(self, operation: RouteOperation, *, auth: Any = NOT_SET) -> RouteOperation:
-        """Register a built operation as a Ninja operation of this router.
+    def add_route(self, spec: RouteSpec, *, auth: Any = NOT_SET) -> Operation:
+        """Build a declared route and register it; `auth` is any Ninja auth (None: public; default: the router's)."""
+        return self.add_operation(spec.build(), auth=auth)
 
-        `auth` is any Ninja auth (or None for a public route); by default the router's own.
-        """
+    def add_operation(self, operation: Operation, *, auth: Any = NOT_SET) -> Operation:
+        """Register a built operation as a Ninja operation of this router."""
         if any(operation.path.startswith(p) or operation.path == p.rstrip("/") for p in RESERVED_PREFIXES):
             raise RouteDefinitionError(
                 f"path {operation.path!r} is reserved: pxtserve serves {', '.join(RESERVED_PREFIXES)} itself",
@@ -256,16 +158,9 @@ class PixeltableRouter(Router):
         index = len(self.operations)
         response: Any = {code: _NINJA_ERRORS.get(code, schemas.ErrorResponse) for code in _ERROR_STATUSES}
         openapi_extra: dict[str, Any] | None = None
-        if operation.response_model is Path:
+        if operation.returns_file:
             response[502] = schemas.ErrorResponse  # the file is not available locally
-            openapi_extra = {
-                "responses": {
-                    "200": {
-                        "description": "The file",
-                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-                    }
-                }
-            }
+            openapi_extra = _FILE_RESPONSE
         elif operation.background:
             response[202] = JobHandle
             response[503] = schemas.ErrorResponse  # the job queue is unavailable
@@ -273,7 +168,7 @@ class PixeltableRouter(Router):
             response[200] = operation.response_model
         job_route = None
         if operation.background:
-            job_route = JobRoute(self.route_key(operation), route_digest(operation), self.job_url_name)
+            job_route = JobRoute(self.route_key(operation), registry.route_digest(operation), self.job_url_name)
         self.add_api_operation(
             operation.path,
             [operation.method],
@@ -295,15 +190,42 @@ class PixeltableRouter(Router):
     def describe(self) -> list[dict[str, Any]]:
         return [op.describe() for op in self.operations]
 
-    def operation_for_key(self, key: str) -> RouteOperation | None:
+    def operation_for_key(self, key: str) -> Operation | None:
         """This router's operation with the given job route key, if it has one."""
         return next((op for op in self.operations if self.route_key(op) == key), None)
 
-    def route_key(self, operation: RouteOperation) -> str:
+    def route_key(self, operation: Operation) -> str:
         """The mount-independent key by which a job names its route."""
-        return route_key(self.name, operation)
+        return registry.route_key(self.name, operation)
 
 
-def live_routers() -> list[PixeltableRouter]:
-    """The routers this process has built and still holds, oldest first."""
-    return sorted(_live_routers, key=lambda router: router.router_id)
+def _signature(spec_class: type[RouteSpec], *, table: bool, decorator: bool) -> inspect.Signature:
+    """A wrapper's signature from its kind's declaration: `t` (the table), then every field, keyword-only."""
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    if table:
+        params.append(inspect.Parameter("t", inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    skipped = {"type", "auth", "response_function", "table"}
+    if decorator:
+        skipped.add("return_fileresponse")
+    for name, info in spec_class.model_fields.items():
+        if name in skipped:
+            continue
+        default = inspect.Parameter.empty if info.is_required() else info.default
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=info.annotation)
+        )
+    params.append(inspect.Parameter("auth", inspect.Parameter.KEYWORD_ONLY, default=NOT_SET))
+    return inspect.Signature(params)
+
+
+for _method, _spec, _table, _decorator in (
+    (PixeltableRouter.add_insert_route, kinds.InsertRoute, True, False),
+    (PixeltableRouter.add_update_route, kinds.UpdateRoute, True, False),
+    (PixeltableRouter.add_delete_route, kinds.DeleteRoute, True, False),
+    (PixeltableRouter.add_query_route, kinds.QueryRoute, False, False),
+    (PixeltableRouter.add_compute_route, kinds.ComputeRoute, True, False),
+    (PixeltableRouter.insert_route, kinds.InsertRoute, True, True),
+    (PixeltableRouter.update_route, kinds.UpdateRoute, True, True),
+    (PixeltableRouter.compute_route, kinds.ComputeRoute, True, True),
+):
+    _method.__signature__ = _signature(_spec, table=_table, decorator=_decorator)  # type: ignore[attr-defined]

@@ -18,6 +18,8 @@ from typing import Annotated, Any
 import pydantic
 from pixeltable import type_system as ts
 
+from pxtserve.pxt_internals import media_kind
+
 # json-schema contentMediaType of a media URL, so OpenAPI tools can render a link
 _MEDIA_CONTENT_TYPES: dict[ts.ColumnType.Type, str] = {
     ts.ColumnType.Type.IMAGE: "image/*",
@@ -152,8 +154,9 @@ def field(
     extra: dict[str, Any] = {}
     if col_type.is_media_type() and response:
         extra = {"format": "uri"}
-        if col_type._type in _MEDIA_CONTENT_TYPES:  # no public accessor for a type's kind
-            extra["contentMediaType"] = _MEDIA_CONTENT_TYPES[col_type._type]
+        kind = media_kind(col_type)
+        if kind in _MEDIA_CONTENT_TYPES:
+            extra["contentMediaType"] = _MEDIA_CONTENT_TYPES[kind]
     if default is ... and col_type.nullable:
         default = None
     py_type = python_type(col_type, request=not response)

@@ -15,8 +15,8 @@ from ninja.constants import NOT_SET
 
 from pxtserve import conf
 from pxtserve.auth import api_key_auth
-from pxtserve.config import ServiceConfig, ServiceConfigError, load_service
-from pxtserve.errors import RouteDefinitionError
+from pxtserve.config import ServiceConfig, load_service
+from pxtserve.errors import RouteDefinitionError, ServiceConfigError
 from pxtserve.pxtconfig import init_pixeltable_config
 from pxtserve.router import PixeltableRouter
 
@@ -60,11 +60,9 @@ def build_service(config: ServiceConfig) -> BuiltService:
     auth = _service_auth(config)
     router = PixeltableRouter(name=config.name, auth=auth["api_key"] if config.auth == "api_key" else NOT_SET)
     for index, route in enumerate(config.routes):
-        own_auth: dict[str, Any] = {}
-        if route.auth is not None and route.auth != config.auth:
-            own_auth = {"auth": auth[route.auth]}
+        own_auth = auth[route.auth] if route.auth is not None and route.auth != config.auth else NOT_SET
         try:
-            route.register(router, own_auth)
+            router.add_route(route, auth=own_auth)
         except RouteDefinitionError as exc:
             raise config.error(exc.message, index=index, field=exc.field) from exc
         except pxt.Error as exc:
@@ -119,7 +117,7 @@ def configured_service() -> ServiceConfig | None:
     if raw:
         config = ServiceConfig.model_validate_json(raw)
         return config
-    path, name = conf.get("CONFIG"), conf.get("SERVICE")
+    path, name = conf.settings().CONFIG, conf.settings().SERVICE
     if path is None:
         return None
     return load_service(path, name)

@@ -25,6 +25,8 @@ class ColumnInfo:
     is_computed: bool
     is_primary_key: bool
     comment: str | None
+    # a computed column's expression as Pixeltable displays it (and names it in errors)
+    computed_with: str | None = None
 
     @property
     def is_media(self) -> bool:
@@ -47,7 +49,7 @@ class SchemaGuard:
         self._lock = threading.Lock()
 
     def check(self, *, force: bool = False) -> None:
-        interval = float(conf.get("SCHEMA_CHECK_INTERVAL"))
+        interval = conf.settings().SCHEMA_CHECK_INTERVAL
         if not force and time.monotonic() - self._checked_at < interval:
             return
         try:
@@ -84,6 +86,7 @@ class TableInfo:
                 is_computed=bool(col_md["is_computed"]),
                 is_primary_key=bool(col_md["is_primary_key"]),
                 comment=col_md.get("comment"),
+                computed_with=col_md.get("computed_with"),
             )
             for name, col_md in md["columns"].items()
         }
@@ -97,17 +100,6 @@ class TableInfo:
             primary_key=list(md.get("primary_key") or []),
             schema_version=int(md["schema_version"]),
         )
-
-    def column(self, name: str, *, field: str, what: str = "column") -> ColumnInfo:
-        if name not in self.columns:
-            raise RouteDefinitionError(
-                f"unknown {what} {name!r} in table {self.path!r} (columns: {', '.join(self.columns)})", field=field
-            )
-        return self.columns[name]
-
-    def check_schema_unchanged(self) -> None:
-        """Answer 409 if the table's schema changed (or it was dropped) since registration."""
-        self.guard.check()
 
     @contextmanager
     def schema_checked(self) -> Iterator[None]:
@@ -129,6 +121,14 @@ def resolve_table(table: pxt.Table | str) -> pxt.Table:
         return pxt.get_table(table.replace("/", "."))
     except pxt.Error as exc:
         raise RouteDefinitionError(f"table {table!r} cannot be opened: {exc}", field="table") from exc
+
+
+def lineage(table: pxt.Table) -> list[dict[str, Any]]:
+    """The metadata of a table and of each of its bases in turn, up to the root of its hierarchy."""
+    chain: list[dict[str, Any]] = [dict(table.get_metadata())]
+    while chain[-1].get("base"):
+        chain.append(dict(pxt.get_table(chain[-1]["base"]).get_metadata()))
+    return chain
 
 
 def where_all_equal(tbl: pxt.Table, values: dict[str, Any]) -> Any:

@@ -15,6 +15,7 @@ from django.core.files.uploadedfile import UploadedFile
 
 from pxtserve import conf
 from pxtserve.errors import ApiError
+from pxtserve.pxt_internals import tmp_file_path
 
 
 def _extension(upload: UploadedFile) -> str:
@@ -27,14 +28,12 @@ def _extension(upload: UploadedFile) -> str:
 
 def save_upload(field: str, upload: UploadedFile) -> Path:
     """Write one upload to Pixeltable's tmp dir; 413 beyond the configured size."""
-    limit = int(conf.get("MAX_UPLOAD_SIZE"))
+    limit = conf.settings().MAX_UPLOAD_SIZE
     if upload.size is not None and upload.size > limit:
         raise ApiError(413, "UPLOAD_TOO_LARGE", f"upload {field!r} is {upload.size} bytes; the limit is {limit} bytes")
     if not upload.size:
         raise ApiError(422, "EMPTY_UPLOAD", f"upload {field!r} is empty")
-    from pixeltable.utils.local_store import TempStore  # no public way to get a path in Pixeltable's tmp store
-
-    dest = Path(TempStore.create_path(extension=_extension(upload)))
+    dest = tmp_file_path(_extension(upload))
     with open(dest, "wb") as out:
         out.writelines(upload.chunks())
     return dest

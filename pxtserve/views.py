@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pixeltable as pxt
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -15,28 +14,21 @@ from ninja import Body, File, Form, Query, UploadedFile
 
 from pxtserve import conf, schemas
 from pxtserve.auth import check_auth
-from pxtserve.errors import ApiError, error_response
-from pxtserve.executor import PoolTimeout, get_write_pool, run_in_pool, run_in_pool_with_timeout
-from pxtserve.jobs import JobRoute, job_status_async, submit_request
+from pxtserve.errors import ApiError, CallTimedOut, error_response
+from pxtserve.executor import get_write_pool, run_in_pool, run_in_pool_with_timeout
+from pxtserve.jobs.poll import job_status_async
+from pxtserve.jobs.submit import JobRoute, submit_request
 from pxtserve.media import MediaUrls, file_response, media_file_response, resolve_media_request
-from pxtserve.routes.base import RouteOperation
+from pxtserve.routes.operation import Operation
 from pxtserve.uploads import name_uploads_in_error, remove_files, save_uploads
-
-if TYPE_CHECKING:
-    from pxtserve.router import PixeltableRouter
 
 _PARAM_WRAPPERS = {"body": Body, "query": Query, "form": Form}
 # what Ninja's JSON renderer answers with
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
-def _timeout() -> float | None:
-    value = conf.get("REQUEST_TIMEOUT")
-    return None if value is None else float(value)
-
-
-def _timeout_error(operation: RouteOperation, started: bool) -> ApiError:
-    limit = _timeout()
+def _timeout_error(operation: Operation, started: bool) -> ApiError:
+    limit = conf.settings().REQUEST_TIMEOUT or 0.0
     if not started:
         return ApiError(
             504, "REQUEST_TIMEOUT", f"{operation.display_name} waited {limit:g} s for a worker thread; nothing was done"
@@ -50,22 +42,14 @@ def _timeout_error(operation: RouteOperation, started: bool) -> ApiError:
     )
 
 
-def operation_inputs(operation: RouteOperation, payload: Any) -> dict[str, Any]:
-    """The validated request fields as the operation takes them."""
-    if payload is None:
-        return {}
-    # an update leaves out the optional columns the client did not send, instead of nulling them
-    return payload.model_dump(exclude_unset=operation.kind == "update")
-
-
 def make_operation_view(
-    operation: RouteOperation, media_url_name: str, job_route: JobRoute | None = None
+    operation: Operation, media_url_name: str, job_route: JobRoute | None = None
 ) -> Callable[..., Any]:
     """The view of a route; with a `job_route` (background routes) it queues the request as a job."""
-    serialize = None if operation.response_model is Path else schemas.json_serializer(operation.response_model)
+    serialize = None if operation.returns_file else schemas.json_serializer(operation.response_model)
 
     async def view(request: HttpRequest, payload: Any = None, **uploads: UploadedFile) -> Any:
-        inputs = operation_inputs(operation, payload)
+        inputs = operation.inputs_from(payload)
         # reversing the media view's URL costs ~0.05 ms: only for responses that can hold media
         media = MediaUrls(request if operation.media_outputs else None, media_url_name)
         try:
@@ -80,8 +64,9 @@ def make_operation_view(
         try:
             # a write's thread waits for the table's writer: on the write pool, so queries keep theirs
             pool = get_write_pool() if operation.writes else None
-            result = await run_in_pool_with_timeout(_timeout(), operation.execute, inputs, media, pool=pool)
-        except PoolTimeout as exc:
+            timeout = conf.settings().REQUEST_TIMEOUT
+            result = await run_in_pool_with_timeout(timeout, operation.execute, inputs, media, pool=pool)
+        except CallTimedOut as exc:
             if not exc.started:
                 remove_files(saved.values())
             return error_response(_timeout_error(operation, exc.started))
@@ -120,12 +105,13 @@ def media_view(request: HttpRequest, path: str) -> HttpResponse:
     return media_file_response(request, resolve_media_request(path))
 
 
-def make_job_status_view(router: PixeltableRouter) -> Callable[..., Any]:
-    """GET <mount>/jobs/{job_id} of one router: only its own routes' jobs, behind each route's auth."""
+def make_job_status_view(operation_for_key: Callable[[str], Operation | None]) -> Callable[..., Any]:
+    """GET <mount>/jobs/{job_id} of one router: only its own routes' jobs (found by their route key), behind each
+    route's auth."""
 
     async def job_status_view(request: HttpRequest, job_id: str) -> HttpResponse:
         found = await job_status_async(job_id)
-        operation = router.operation_for_key(found[0]) if found is not None else None
+        operation = operation_for_key(found[0]) if found is not None else None
         if found is None or operation is None:
             return error_response(ApiError(404, "JOB_NOT_FOUND", f"unknown or expired job {job_id!r}"))
         denied = await check_auth(operation.auth, request)

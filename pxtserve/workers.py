@@ -83,9 +83,11 @@ def on_worker_spawn(sender: Any, proc_name: str = "", **kwargs: Any) -> None:
     """
     if multiprocessing.current_process().name == "MainProcess":
         return  # django-q2's sync mode runs the "worker" in the calling process
-    _dispose_inherited_engine()
+    from pxtserve.pxt_internals import dispose_inherited_engine
+
+    dispose_inherited_engine()
     try:
-        from pxtserve.jobs import start_up
+        from pxtserve.jobs.recovery import start_up
 
         start_up(cluster_started_at=_parent_started_at())
     except Exception:
@@ -110,15 +112,6 @@ def _parent_started_at() -> datetime:
     import psutil
 
     return datetime.fromtimestamp(psutil.Process(os.getppid()).create_time(), tz=UTC)
-
-
-def _dispose_inherited_engine() -> None:
-    if "pixeltable.env" not in sys.modules:
-        return
-    from pixeltable.env import Env
-
-    if Env._instance is not None and Env._instance._sa_engine is not None:  # no public "is initialized" check
-        Env.get().engine.dispose(close=False)
 
 
 def connect_worker_signals() -> None:

@@ -101,7 +101,7 @@ class TableWriter:
 
     def _take(self) -> list[_Request]:
         """The oldest request and every queued one that can go in the same call with it."""
-        limit = max(1, int(conf.get("WRITE_BATCH_MAX")))
+        limit = conf.settings().WRITE_BATCH_MAX
         head = self._queue[0]
         batch: list[_Request] = []
         rest: list[_Request] = []

@@ -195,7 +195,7 @@ def test_background_media_urls_are_absolute_under_the_mount(serve, new_id, pxt_t
 
 
 def test_background_upload_is_kept_for_the_worker_then_handed_to_pixeltable(serve, new_id):
-    from pxtserve.jobs import job_upload_dir
+    from pxtserve.jobs.store import job_upload_dir
 
     client = serve(SERVICE)
     key = new_id()
@@ -272,7 +272,7 @@ def dead_pid() -> int:
 
 
 def test_recovery_requeues_lost_pending_jobs_and_fails_interrupted_running_ones(serve, new_id):
-    from pxtserve import jobs
+    from pxtserve.jobs import recovery, run
     from pxtserve.models import Job
 
     client = serve(SERVICE)
@@ -287,20 +287,20 @@ def test_recovery_requeues_lost_pending_jobs_and_fails_interrupted_running_ones(
         started_at=timezone.now(),
         worker=f"{socket.gethostname()}:{dead_pid()}",
     )
-    counts = jobs.recover_jobs()
+    counts = recovery.recover_jobs()
     assert counts == {"requeued": 1, "interrupted": 1}
     status = poll(client, {"job_url": f"http://testserver/api/jobs/{lost.id}"})
     assert status["status"] == "done" and status["result"]["name_upper"] == "LOST", status
     status = poll(client, {"job_url": f"http://testserver/api/jobs/{killed.id}"})
     assert status["status"] == "error" and "interrupted by a restart" in status["error"]
     # a job already run is not run again by a second delivery of its task
-    assert jobs.run_job(lost.id) == "skipped"
+    assert run.run_job(lost.id) == "skipped"
 
 
 def test_running_job_past_the_task_timeout_is_interrupted(serve):
     from django_q.conf import Conf
 
-    from pxtserve import jobs
+    from pxtserve.jobs import recovery
     from pxtserve.models import Job
 
     serve(SERVICE)
@@ -313,13 +313,13 @@ def test_running_job_past_the_task_timeout_is_interrupted(serve):
     fresh = Job.objects.create(
         route=ROUTE, status=Job.Status.RUNNING, started_at=timezone.now(), worker="another-host:1"
     )
-    assert jobs.recover_jobs()["interrupted"] == 1
+    assert recovery.recover_jobs()["interrupted"] == 1
     assert Job.objects.get(pk=stale.pk).status == Job.Status.ERROR
     assert Job.objects.get(pk=fresh.pk).status == Job.Status.RUNNING
 
 
 def test_finished_jobs_are_pruned_after_the_retention(settings):
-    from pxtserve import jobs
+    from pxtserve.jobs import recovery
     from pxtserve.models import Job
 
     now = timezone.now()
@@ -327,16 +327,17 @@ def test_finished_jobs_are_pruned_after_the_retention(settings):
     recent = Job.objects.create(route="r", status=Job.Status.ERROR, finished_at=now - timedelta(days=6))
     pending = Job.objects.create(route="r")
     Job.objects.filter(pk=pending.pk).update(submitted_at=now - timedelta(days=30))
-    assert jobs.prune_jobs() == 1
+    assert recovery.prune_jobs() == 1
     assert set(Job.objects.filter(route="r").values_list("id", flat=True)) == {recent.id, pending.id}
     settings.PXTSERVE = {"JOB_RETENTION_SECONDS": 3600}
-    assert jobs.prune_jobs() == 1
+    assert recovery.prune_jobs() == 1
     assert not Job.objects.filter(pk__in=[old.id, recent.id]).exists()
 
 
 def test_routers_serving_the_same_route_are_told_apart(pxt_tables):
     from pxtserve import PixeltableRouter
-    from pxtserve.jobs import find_operation, route_digest
+    from pxtserve.jobs.run import find_operation
+    from pxtserve.registry import route_digest
 
     short, full, named = PixeltableRouter(), PixeltableRouter(), PixeltableRouter(name="admin-api")
     op_short = short.add_insert_route(pxt_tables.items, path="/twin", outputs=["id"], background=True)
@@ -389,7 +390,7 @@ def test_recovery_leaves_tasks_a_live_cluster_holds(serve, new_id):
     from django_q.models import OrmQ
     from django_q.signing import SignedPackage
 
-    from pxtserve import jobs
+    from pxtserve.jobs import recovery
     from pxtserve.models import Job
 
     serve(SERVICE)
@@ -407,7 +408,7 @@ def test_recovery_leaves_tasks_a_live_cluster_holds(serve, new_id):
         OrmQ.objects.create(key=broker.list_key, payload=SignedPackage.dumps({"id": task_id}), lock=lock)
         pending[name] = Job.objects.create(route=ROUTE, inputs={"id": new_id(), "name": name}, task_id=task_id)
     try:
-        assert jobs.recover_jobs(cluster_started_at=started) == {"requeued": 1, "interrupted": 0}
+        assert recovery.recover_jobs(cluster_started_at=started) == {"requeued": 1, "interrupted": 0}
         statuses = {name: Job.objects.get(pk=job.pk).status for name, job in pending.items()}
         assert statuses == {"waiting": "pending", "taken-by-us": "pending", "taken-before-us": "done"}
     finally:

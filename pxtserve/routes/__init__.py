@@ -1,1 +1,1 @@
-"""One module per route kind; each turns a declaration into a RouteOperation."""
+"""The route kinds: one module each (its declaration, how it is built, how it runs); see kinds.py."""

@@ -3,55 +3,121 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pydantic
-from pixeltable import type_system as ts
 from pixeltable.func import QueryTemplateFunction
+from pydantic import Field
 
 from pxtserve import schemas
-from pxtserve.errors import ApiError, RouteDefinitionError
-from pxtserve.media import MediaUrls
+from pxtserve.errors import RouteDefinitionError
 from pxtserve.media_inputs import check_media_inputs
-from pxtserve.routes.base import RouteOperation, check_flags, check_outputs, check_path, check_uploads, pick_names
+from pxtserve.pxt_internals import run_query_template
+from pxtserve.routes.checks import check_outputs, check_uploads, pick_names, request_model, row_model_of_types
+from pxtserve.routes.operation import RowsOperation, Shape
+from pxtserve.routes.spec import Inputs, ReturnFile, RouteSpec, UploadInputs
+
+
+class QueryRoute(RouteSpec):
+    """`method` `path` runs a @pxt.query function (or a dotted path to one) with the request's arguments."""
+
+    kind: ClassVar[str] = "query"
+    type: Literal["query"] = "query"
+    query: Any = Field(description="a @pxt.query function, or its dotted path (its module is imported)")
+    inputs: Inputs = None
+    uploadfile_inputs: UploadInputs = None
+    one_row: bool = Field(False, description="answer with the single row (404 on none, 409 on several)")
+    return_fileresponse: ReturnFile = False
+    method: Literal["get", "post"] = Field("post", description="get: arguments in the query string")
+
+    def check_options(self) -> None:
+        if self.return_fileresponse and self.background:
+            raise RouteDefinitionError(
+                "return_fileresponse and background are mutually exclusive", field="return_fileresponse"
+            )
+
+    def build_operation(self) -> QueryOperation:
+        fn = resolve_query(self.query)
+        params = dict(fn.signature.parameters)
+        param_types = {name: p.col_type for name, p in params.items()}
+        uploads = check_uploads(self.uploadfile_inputs, self.inputs, param_types, what="parameter")
+        if uploads and self.method == "get":
+            raise RouteDefinitionError(
+                "a GET query route cannot take file uploads; use method = 'post'", field="uploadfile_inputs"
+            )
+        default_inputs = [n for n in param_types if n not in uploads]
+        input_names = pick_names(self.inputs, param_types, default_inputs, what="query parameter", field="inputs")
+        accepted = set(input_names) | set(uploads)
+        missing = [n for n, p in params.items() if n not in accepted and not p.has_default()]
+        if missing:
+            raise RouteDefinitionError(
+                f"inputs must include the query parameter(s) without a default: {', '.join(missing)}", field="inputs"
+            )
+        result_types = dict(fn.template_query.schema)
+        check_outputs(list(result_types), result_types, return_fileresponse=self.return_fileresponse)
+        fields = {
+            name: schemas.field(
+                params[name].col_type,
+                default=params[name].default.val if params[name].has_default() else ...,
+                form=bool(uploads),
+            )
+            for name in input_names
+        }
+        one = self.one_row or self.return_fileresponse
+        return QueryOperation(
+            spec=self,
+            method=self.method.upper(),
+            request_model=request_model(self.kind, self.path, fields),
+            input_location="form" if uploads else ("query" if self.method == "get" else "body"),
+            response_model=None if self.return_fileresponse else self._response_model(fn, result_types),
+            upload_fields=uploads,
+            optional_uploads=[n for n in uploads if param_types[n].nullable or params[n].has_default()],
+            summary=f"Run query {fn.name}",
+            media_outputs=any(t.is_media_type() for t in result_types.values()),
+            details={"query": fn.self_path or fn.name, "one_row": self.one_row, "outputs": list(result_types)},
+            outputs=list(result_types),
+            output_types=result_types,
+            shape=Shape.ONE if one else Shape.ROWS,
+            no_row_message="query returned no rows",
+            function=fn,
+            defaults={n: p.default.val for n, p in params.items() if p.has_default() and n not in accepted},
+            scalar=fn.return_scalar,
+            json_media_inputs=[n for n in input_names if param_types[n].is_media_type()],
+        )
+
+    def _response_model(self, fn: QueryTemplateFunction, result_types: dict[str, Any]) -> Any:
+        if fn.return_scalar:
+            scalar = schemas.python_type(next(iter(result_types.values())))
+            return scalar if self.one_row else list[scalar]  # type: ignore[valid-type]
+        row = row_model_of_types(self.kind, self.path, result_types, suffix="Row")
+        if self.one_row:
+            return row
+        return pydantic.create_model(
+            schemas.model_name(self.kind, self.path, "Response"),
+            __base__=schemas.ResponseSchema,
+            rows=(list[row], pydantic.Field(description="Query result rows")),  # type: ignore[valid-type]
+        )
 
 
 @dataclass(kw_only=True)
-class QueryOperation(RouteOperation):
+class QueryOperation(RowsOperation):
     function: QueryTemplateFunction
-    result_schema: dict[str, ts.ColumnType]
     defaults: dict[str, Any]
-    one_row: bool
+    # a query that selects one expression answers with its values, not with rows
+    scalar: bool
     json_media_inputs: list[str]
 
-    def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
+    def fetch(self, inputs: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
         check_media_inputs(inputs, self.json_media_inputs)
-        args = {**self.defaults, **inputs}
-        # A query function's template can only be run with bound arguments through
-        # Query._collect (calling the function gives an expression, not rows);
-        # media_as_urls yields file URLs instead of decoded images.
-        rows = list(self.function.template_query._collect(args=args, media_as_urls=True))
-        if self.one_row or self.return_fileresponse:
-            if not rows:
-                raise ApiError(404, "ROW_NOT_FOUND", "query returned no rows")
-            if len(rows) > 1:
-                raise ApiError(409, "TOO_MANY_ROWS", f"query returned {len(rows)} rows; expected exactly 1 for one_row")
-        names = list(self.result_schema)
-        if self.return_fileresponse:
-            from pxtserve.routes.base import single_file
+        return list(run_query_template(self.function, {**self.defaults, **inputs}))
 
-            return single_file(rows, names[0])
-        rendered = [
-            {n: media.url_for(r.get(n)) if self.result_schema[n].is_media_type() else r.get(n) for n in names}
-            for r in rows
-        ]
-        if self.function.return_scalar:
-            values = [r[names[0]] for r in rendered]
-            return values[0] if self.one_row else values
-        return rendered[0] if self.one_row else {"rows": rendered}
+    def shape_body(self, rendered: list[dict[str, Any]]) -> Any:
+        if not self.scalar:
+            return super().shape_body(rendered)
+        values = [row[self.outputs[0]] for row in rendered]
+        return values[0] if self.shape is Shape.ONE else values
 
 
 def resolve_query(query: Any) -> QueryTemplateFunction:
@@ -76,88 +142,3 @@ def resolve_query(query: Any) -> QueryTemplateFunction:
             f"query must be a @pxt.query or retrieval_udf function, not {type(query).__name__}", field="query"
         )
     return query
-
-
-def build_query(
-    *,
-    path: str,
-    query: Any,
-    inputs: Sequence[str] | None = None,
-    uploadfile_inputs: Sequence[str] | None = None,
-    one_row: bool = False,
-    return_fileresponse: bool = False,
-    background: bool = False,
-    method: Literal["get", "post"] = "post",
-) -> QueryOperation:
-    check_path(path)
-    check_flags(return_fileresponse=return_fileresponse, background=background, export_sql=None)
-    if method not in ("get", "post"):
-        raise RouteDefinitionError(f"method must be 'get' or 'post', got {method!r}", field="method")
-    fn = resolve_query(query)
-    params = dict(fn.signature.parameters)
-    param_types = {name: p.col_type for name, p in params.items()}
-    uploads = check_uploads(uploadfile_inputs, inputs, param_types, what="parameter")
-    if uploads and method == "get":
-        raise RouteDefinitionError(
-            "a GET query route cannot take file uploads; use method = 'post'", field="uploadfile_inputs"
-        )
-    input_names = pick_names(
-        inputs, param_types, [n for n in param_types if n not in uploads], what="query parameter", field="inputs"
-    )
-    accepted = set(input_names) | set(uploads)
-    missing = [n for n, p in params.items() if n not in accepted and not p.has_default()]
-    if missing:
-        raise RouteDefinitionError(
-            f"inputs must include the query parameter(s) without a default: {', '.join(missing)}", field="inputs"
-        )
-    defaults = {n: p.default.val for n, p in params.items() if p.has_default() and n not in accepted}
-    result_schema = dict(fn.template_query.schema)
-    check_outputs(list(result_schema), result_schema, return_fileresponse=return_fileresponse)
-
-    request_fields = {}
-    for name in input_names:
-        p = params[name]
-        default = p.default.val if p.has_default() else ...
-        request_fields[name] = schemas.field(p.col_type, default=default, form=bool(uploads))
-    request_model = schemas.build_model(
-        schemas.model_name("query", path, "Request"), request_fields, base=schemas.RequestSchema
-    )
-    row_model = schemas.build_model(
-        schemas.model_name("query", path, "Row"),
-        {n: schemas.field(t, response=True) for n, t in result_schema.items()},
-        base=schemas.ResponseSchema,
-    )
-    response_model: Any
-    if return_fileresponse:
-        response_model = Path
-    elif fn.return_scalar:
-        scalar = schemas.python_type(next(iter(result_schema.values())))
-        response_model = scalar if one_row else list[scalar]  # type: ignore[valid-type]
-    elif one_row:
-        response_model = row_model
-    else:
-        response_model = pydantic.create_model(
-            schemas.model_name("query", path, "Response"),
-            __base__=schemas.ResponseSchema,
-            rows=(list[row_model], pydantic.Field(description="Query result rows")),  # type: ignore[valid-type]
-        )
-    return QueryOperation(
-        kind="query",
-        method=method.upper(),
-        path=path,
-        request_model=request_model,
-        input_location="form" if uploads else ("query" if method == "get" else "body"),
-        response_model=response_model,
-        upload_fields=uploads,
-        optional_uploads=[n for n in uploads if param_types[n].nullable or params[n].has_default()],
-        background=background,
-        return_fileresponse=return_fileresponse,
-        summary=f"Run query {fn.name}",
-        details={"query": fn.self_path or fn.name, "one_row": one_row, "outputs": list(result_schema)},
-        function=fn,
-        result_schema=result_schema,
-        defaults=defaults,
-        one_row=one_row,
-        media_outputs=any(t.is_media_type() for t in result_schema.values()),
-        json_media_inputs=[n for n in input_names if param_types[n].is_media_type()],
-    )

@@ -15,35 +15,22 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from pxtserve import conf
-from pxtserve.config import ROUTE_MODELS, ServiceConfig, ServiceConfigError, load_service, parse_service
-
-# single-endpoint flags -> route fields; which kinds accept which is checked by the route models
-_ROUTE_FLAGS = (
-    "table",
-    "path",
-    "inputs",
-    "outputs",
-    "uploadfile_inputs",
-    "match_columns",
-    "query",
-    "one_row",
-    "method",
-    "return_fileresponse",
-    "background",
-)
-_EXPORT_FLAGS = ("db_connect", "table", "db_schema", "method")
+from pxtserve.config import ServiceConfig, load_service, parse_service
+from pxtserve.errors import ServiceConfigError
+from pxtserve.route_flags import add_route_flags, given_flags, raw_route
+from pxtserve.routes.kinds import ROUTE_KINDS
 
 
 class Command(BaseCommand):
     help = (
         "Serve a Pixeltable service: `serve NAME [--config FILE]` for a declared service, or "
-        "`serve insert|update|delete|query --path /x ...` for a single endpoint."
+        "`serve insert|update|delete|query|compute --path /x ...` for a single endpoint."
     )
     # the URLconf is the service being started: system checks would build it before we choose it
     requires_system_checks: ClassVar[list[str]] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("target", help="service name, or insert/update/delete/query for one endpoint")
+        parser.add_argument("target", help=f"service name, or one of {'/'.join(ROUTE_KINDS)} for one endpoint")
         parser.add_argument("--config", help="service file (TOML or pyproject.toml); default ./pyproject.toml")
         parser.add_argument("--host", help="bind address (default: the service's, 0.0.0.0)")
         parser.add_argument("--port", type=int, help="bind port (default: the service's, 8000)")
@@ -69,22 +56,7 @@ class Command(BaseCommand):
             action="store_true",
             help="log no line per request (uvicorn's access log; about 0.1 ms per request)",
         )
-        endpoint = parser.add_argument_group("single-endpoint mode")
-        endpoint.add_argument("--table")
-        endpoint.add_argument("--path")
-        endpoint.add_argument("--inputs", nargs="+")
-        endpoint.add_argument("--outputs", nargs="+")
-        endpoint.add_argument("--uploadfile-inputs", nargs="+")
-        endpoint.add_argument("--match-columns", nargs="+")
-        endpoint.add_argument("--query", help="dotted path to a @pxt.query function")
-        endpoint.add_argument("--one-row", action="store_true", default=None)
-        endpoint.add_argument("--method", choices=["get", "post"])
-        endpoint.add_argument("--return-fileresponse", action="store_true", default=None)
-        endpoint.add_argument("--background", action="store_true", default=None)
-        endpoint.add_argument("--export-sql-db-connect")
-        endpoint.add_argument("--export-sql-table")
-        endpoint.add_argument("--export-sql-db-schema")
-        endpoint.add_argument("--export-sql-method", choices=["insert", "update", "merge"])
+        add_route_flags(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         from pxtserve.service import activate, build_service
@@ -111,23 +83,19 @@ class Command(BaseCommand):
 
     def _service_config(self, options: dict[str, Any]) -> ServiceConfig:
         target = options["target"]
-        given = {flag: options[flag] for flag in _ROUTE_FLAGS if options[flag] is not None}
-        export = {f: options[f"export_sql_{f}"] for f in _EXPORT_FLAGS if options[f"export_sql_{f}"] is not None}
-        if target in ROUTE_MODELS:
-            route: dict[str, Any] = {"type": target, **given}
-            if export:
-                route["export_sql"] = export
-            raw: dict[str, Any] = {"name": target, "routes": [route]}
+        if target in ROUTE_KINDS:
+            raw: dict[str, Any] = {"name": target, "routes": [raw_route(target, options)]}
             if options["modules"]:
                 raw["modules"] = options["modules"]
             if options["title"]:
                 raw["title"] = options["title"]
             config = parse_service(raw, "command line")
         else:
-            if given or export:
-                flags = ", ".join("--" + f.replace("_", "-") for f in [*given, *(f"export_sql_{f}" for f in export)])
+            given = given_flags(options)
+            if given:
+                flags = ", ".join(flag.option for flag in given)
                 raise ServiceConfigError(
-                    f"{flags}: single-endpoint flags need a route type (insert, update, delete or query) "
+                    f"{flags}: single-endpoint flags need a route type ({', '.join(ROUTE_KINDS)}) "
                     f"instead of the service name {target!r}"
                 )
             config = load_service(options["config"] or Path.cwd() / "pyproject.toml", target)
@@ -140,7 +108,7 @@ class Command(BaseCommand):
         import uvicorn
 
         from pxtserve.asgi import build_application
-        from pxtserve.jobs import start_up
+        from pxtserve.jobs.recovery import start_up
         from pxtserve.server import HTTP_PROTOCOL
         from pxtserve.workers import WorkerProcess
 
@@ -181,7 +149,7 @@ class Command(BaseCommand):
                 http=HTTP_PROTOCOL,
                 access_log=access_log,
                 # a graceful drain, but bounded: one stuck request must not hold the shutdown for ever
-                timeout_graceful_shutdown=int(conf.get("SHUTDOWN_GRACE_SECONDS")),
+                timeout_graceful_shutdown=conf.settings().SHUTDOWN_GRACE_SECONDS,
             )
         finally:
             if worker_process is not None:

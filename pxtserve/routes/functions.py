@@ -1,128 +1,144 @@
-"""Decorator routes: an insert or update whose response body is shaped by a user function.
+"""Response functions: the decorator routes' user function, which shapes the body from the output columns.
 
-`@router.insert_route(...)` / `@router.update_route(...)` run the same Pixeltable
-write as the plain routes, then call the decorated function with the rendered
-output columns as keyword arguments; the pydantic model it returns is the body.
-The function's signature is checked against the outputs when it is decorated,
-so a mismatch stops the site at start-up instead of failing the first request.
+`@router.insert_route(...)`, `update_route` and `compute_route` run the same Pixeltable
+call as the plain routes, then call the decorated function with the rendered outputs
+(media as URL strings); the pydantic model it returns is the body. Two forms:
+
+- per-column: one keyword-only, annotated parameter per output, called with the one row;
+- batch (compute routes of an iterator view only): one parameter annotated `list[M]`,
+  `M` a pydantic model with a field per output, called with every row (possibly none).
+
+The signature is checked against the outputs when the function is decorated, so a
+mismatch stops the site at start-up instead of failing the first request.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 import typing
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
-import pixeltable as pxt
 import pydantic
 from pixeltable import type_system as ts
 
 from pxtserve.errors import ApiError, RouteDefinitionError
-from pxtserve.media import MediaUrls
-from pxtserve.routes.base import RouteOperation, build_exporter, export
-from pxtserve.routes.insert import InsertOperation, build_insert
-from pxtserve.routes.update import UpdateOperation, build_update
-
-if TYPE_CHECKING:
-    from pxtserve.export import SqlExport
+from pxtserve.routes.operation import RowsOperation
 
 _logger = logging.getLogger("pxtserve.routes")
 
 RouteFunction = Callable[..., pydantic.BaseModel]
-# what insert_route()/update_route() return before the function is known: the function -> its operation
-OperationFactory = Callable[[RouteFunction], "DecoratedOperation"]
 
 
-@dataclass(kw_only=True)
-class DecoratedOperation(RouteOperation):
-    """A plain insert/update operation whose rendered row goes through a user function."""
-
-    write: InsertOperation | UpdateOperation
-    function: RouteFunction
-    function_name: str
-    result_model: type[pydantic.BaseModel]  # the function's return annotation
-
-    def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
-        columns = self.write.execute(inputs, media)  # the output columns, media already as URLs
-        try:
-            result = self.function(**columns)
-        except ApiError:
-            raise
-        except Exception as exc:  # a bug in the user's function: log the traceback, answer without its details
-            _logger.exception("route %s: %s raised", self.display_name, self.function_name)
-            raise ApiError(
-                500,
-                "ROUTE_FUNCTION_FAILED",
-                f"route function {self.function_name!r} raised {type(exc).__name__}; see the server log",
-            ) from exc
-        if not isinstance(result, self.result_model):
-            raise ApiError(
-                500,
-                "INVALID_ROUTE_RESULT",
-                f"route function {self.function_name!r} returned {type(result).__name__}, "
-                f"not its declared return type {self.result_model.__name__}",
-            )
-        body = result.model_dump(mode="json")
-        export(self, body)
-        return body
-
-
-def decorated_insert(
-    table: pxt.Table | str,
-    *,
-    path: str,
-    inputs: Sequence[str] | None = None,
-    uploadfile_inputs: Sequence[str] | None = None,
-    outputs: Sequence[str] | None = None,
-    export_sql: SqlExport | None = None,
-    background: bool = False,
-) -> OperationFactory:
-    """Check the route arguments now; the returned factory checks the function and builds the operation."""
-    write = build_insert(
-        table,
-        path=path,
-        inputs=inputs,
-        uploadfile_inputs=uploadfile_inputs,
-        outputs=outputs,
-        background=background,
-    )
-    return lambda fn: _decorate(write, fn, export_sql=export_sql, decorator="insert_route()")
-
-
-def decorated_update(
-    table: pxt.Table | str,
-    *,
-    path: str,
-    inputs: Sequence[str] | None = None,
-    outputs: Sequence[str] | None = None,
-    export_sql: SqlExport | None = None,
-    background: bool = False,
-) -> OperationFactory:
-    """Check the route arguments now; the returned factory checks the function and builds the operation."""
-    write = build_update(table, path=path, inputs=inputs, outputs=outputs, background=background)
-    return lambda fn: _decorate(write, fn, export_sql=export_sql, decorator="update_route()")
-
-
-def _decorate(
-    write: InsertOperation | UpdateOperation, fn: Any, *, export_sql: SqlExport | None, decorator: str
-) -> DecoratedOperation:
-    schema = {name: write.info.columns[name].col_type for name in write.outputs}
+def apply_response_function(
+    operation: RowsOperation, fn: Any, *, decorator: str, batch_allowed: bool, export: bool
+) -> None:
+    """Check `fn` against the operation's outputs and make it shape the operation's body."""
     fn_name = getattr(fn, "__name__", None) or repr(fn)
-    result_model = check_route_function(fn, schema, fn_name=fn_name, decorator=decorator)
-    export_columns = _model_columns(result_model, fn_name=fn_name, decorator=decorator) if export_sql else {}
-    # the HTTP contract is the plain operation's (every RouteOperation field), except for the response
-    contract = {f.name: getattr(write, f.name) for f in dataclasses.fields(RouteOperation)}
-    contract.update(
-        response_model=_accepting_field_names(result_model),
-        exporter=build_exporter(export_sql, export_columns, write.display_name),
-        export_spec=export_sql,
-        details={**write.details, "function": fn_name, "response_model": result_model.__name__},
-    )
-    return DecoratedOperation(**contract, write=write, function=fn, function_name=fn_name, result_model=result_model)
+    batch = batch_model(fn) if batch_allowed else None
+    if batch is not None:
+        param, row_model = batch
+        result_model = check_batch_function(fn, row_model, operation.output_types, fn_name=fn_name, decorator=decorator)
+
+        def call(rendered: list[dict[str, Any]]) -> dict[str, Any]:
+            return _result(operation, fn, fn_name, result_model, {param: [row_model(**row) for row in rendered]})
+
+    else:
+        result_model = check_route_function(fn, operation.output_types, fn_name=fn_name, decorator=decorator)
+
+        def call(rendered: list[dict[str, Any]]) -> dict[str, Any]:
+            return _result(operation, fn, fn_name, result_model, rendered[0])
+
+    operation.response_function = call
+    operation.response_model = _accepting_field_names(result_model)
+    operation.export_columns = _model_columns(result_model, fn_name=fn_name, decorator=decorator) if export else {}
+    operation.details.update(function=fn_name, response_model=result_model.__name__)
+
+
+def _result(
+    operation: RowsOperation, fn: Any, fn_name: str, result_model: type[pydantic.BaseModel], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    try:
+        result = fn(**kwargs)
+    except ApiError:
+        raise
+    except Exception as exc:  # a bug in the user's function: log the traceback, answer without its details
+        _logger.exception("route %s: %s raised", operation.display_name, fn_name)
+        raise ApiError(
+            500, "ROUTE_FUNCTION_FAILED", f"route function {fn_name!r} raised {type(exc).__name__}; see the server log"
+        ) from exc
+    if not isinstance(result, result_model):
+        raise ApiError(
+            500,
+            "INVALID_ROUTE_RESULT",
+            f"route function {fn_name!r} returned {type(result).__name__}, "
+            f"not its declared return type {result_model.__name__}",
+        )
+    return result.model_dump(mode="json")
+
+
+def batch_model(fn: Any) -> tuple[str, type[pydantic.BaseModel]] | None:
+    """(parameter name, M) if `fn` has the batch form, one parameter annotated list[M]; otherwise None."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - not the batch form; check_route_function reports what is wrong
+        return None
+    if len(params) != 1 or params[0].kind not in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    ):
+        return None
+    annotation = hints.get(params[0].name)
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is not list or len(args) != 1:
+        return None
+    if not (isinstance(args[0], type) and issubclass(args[0], pydantic.BaseModel)):
+        return None
+    return params[0].name, args[0]
+
+
+def is_batch_function(fn: Any) -> bool:
+    return batch_model(fn) is not None
+
+
+def check_batch_function(
+    fn: Any,
+    row_model: type[pydantic.BaseModel],
+    schema: Mapping[str, ts.ColumnType],
+    *,
+    fn_name: str,
+    decorator: str,
+) -> type[pydantic.BaseModel]:
+    """The batch form: M has exactly one field per output, each typed to accept the column's values."""
+    prefix = f"{decorator}: {fn_name!r}"
+    fields = row_model.model_fields
+    outputs = list(schema)
+    extra = [name for name in fields if name not in schema]
+    if extra:
+        raise RouteDefinitionError(
+            f"{prefix}: {row_model.__name__} field(s) {extra} are not in the defined outputs {outputs}", field="outputs"
+        )
+    missing = [name for name in outputs if name not in fields]
+    if missing:
+        raise RouteDefinitionError(
+            f"{prefix}: {row_model.__name__} is missing fields for outputs {missing}; "
+            "every defined output must be a field of the row model",
+            field="outputs",
+        )
+    for name, info in fields.items():
+        _check_annotation(info.annotation, schema[name], subject=f"{prefix} {row_model.__name__} field {name!r}")
+    return _return_model(fn, typing.get_type_hints(fn).get("return"), prefix)
+
+
+def _return_model(fn: Any, returns: Any, prefix: str) -> type[pydantic.BaseModel]:
+    if not (isinstance(returns, type) and issubclass(returns, pydantic.BaseModel)):
+        raise RouteDefinitionError(
+            f"{prefix} must have a return annotation that is a pydantic.BaseModel subclass; got {_show(returns)}",
+            field="function",
+        )
+    return returns
 
 
 def _accepting_field_names(model: type[pydantic.BaseModel]) -> type[pydantic.BaseModel]:
@@ -192,13 +208,7 @@ def check_route_function(
             "every defined output must appear as a keyword-only parameter",
             field="outputs",
         )
-    returns = hints.get("return")
-    if not (isinstance(returns, type) and issubclass(returns, pydantic.BaseModel)):
-        raise RouteDefinitionError(
-            f"{prefix} must have a return annotation that is a pydantic.BaseModel subclass; got {_show(returns)}",
-            field="function",
-        )
-    return returns
+    return _return_model(fn, hints.get("return"), prefix)
 
 
 def _check_annotation(annotation: Any, col_type: ts.ColumnType, *, subject: str) -> None:

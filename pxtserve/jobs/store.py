@@ -1,0 +1,113 @@
+"""The job rows: what a poll answers, where uploads wait, and the helpers every job module shares."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pydantic
+from django.db import close_old_connections
+from django.utils import timezone
+
+from pxtserve import conf
+from pxtserve.errors import ApiError
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from pxtserve.models import Job
+
+INTERRUPTED = (
+    "interrupted by a restart: the worker running this job stopped before it finished; "
+    "its write may or may not have been committed, so check before submitting it again"
+)
+# a running job this much older than the task timeout has lost its worker
+_TIMEOUT_MARGIN = timedelta(seconds=60)
+
+
+class JobHandle(pydantic.BaseModel):
+    id: str
+    job_url: str
+
+
+class JobStatus(pydantic.BaseModel):
+    status: Literal["pending", "done", "error"]
+    result: Any = None
+    error: str | None = None
+    error_detail: dict[str, Any] | None = None
+
+
+def status_body(job: Job) -> dict[str, Any]:
+    if job.status == job.Status.DONE:
+        return {"status": "done", "result": job.result}
+    if job.status == job.Status.ERROR:
+        return {"status": "error", "error": job.error, "error_detail": job.error_detail}
+    return {"status": "pending"}
+
+
+def job_upload_dir() -> Path:
+    configured = conf.settings().JOB_UPLOAD_DIR
+    if configured is not None:
+        return configured
+    from pxtserve.media import media_roots
+
+    home, _ = media_roots()
+    return home / "pxtserve_job_uploads"
+
+
+def finish(job_id: str, status: str, **fields: Any) -> None:
+    from pxtserve.models import Job
+
+    Job.objects.filter(pk=job_id).update(status=status, finished_at=timezone.now(), **fields)
+
+
+def lost_worker(job: Job, now: Any) -> bool:
+    """Whether a running job's worker is gone: a dead process on this host, or a run longer than the task timeout."""
+    host, _, pid = job.worker.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+        return True
+    from django_q.conf import Conf
+
+    if not Conf.TIMEOUT or job.started_at is None:
+        return False
+    return now - job.started_at > timedelta(seconds=Conf.TIMEOUT) + _TIMEOUT_MARGIN
+
+
+def fail_interrupted(jobs: QuerySet[Job]) -> int:
+    from pxtserve.models import Job
+
+    return jobs.filter(status=Job.Status.RUNNING).update(
+        status=Job.Status.ERROR,
+        finished_at=timezone.now(),
+        error=INTERRUPTED,
+        error_detail=ApiError(500, "INTERRUPTED", INTERRUPTED).to_dict(),
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def db_connection() -> Iterator[None]:
+    """Django's connections are per thread; outside a request nothing closes them, so do it here."""
+    close_old_connections()
+    try:
+        yield
+    finally:
+        close_old_connections()

@@ -1,0 +1,104 @@
+"""Submitting a background request: its job row written, its task queued, 202 with the poll URL."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+
+from pxtserve.errors import ApiError, error_response
+from pxtserve.executor import run_in_pool
+from pxtserve.jobs.queue import enqueue, sync_mode
+from pxtserve.jobs.recovery import maybe_prune
+from pxtserve.jobs.store import db_connection, job_upload_dir
+from pxtserve.uploads import remove_files
+
+_logger = logging.getLogger("pxtserve.jobs")
+
+
+@dataclass(frozen=True)
+class JobRoute:
+    """What a background route's view needs to submit a job: the route's key and where jobs are polled."""
+
+    route: str
+    digest: str
+    job_url_name: str
+
+
+async def submit_request(
+    request: HttpRequest, job_route: JobRoute, payload: Any, uploads: dict[str, Path], media_base_url: str | None
+) -> HttpResponse:
+    """Persist and queue a background request; 202 with the job id and its absolute poll URL."""
+    args = (job_route.route, job_route.digest, dump_inputs(payload), uploads, media_base_url)
+    try:
+        if sync_mode():
+            # django-q2's sync mode runs the job inside async_task: a Pixeltable call, so on the Pixeltable pool
+            job_id = await run_in_pool(submit, *args)
+        else:
+            job_id = await sync_to_async(submit, thread_sensitive=False)(*args)
+    except ApiError as exc:
+        return error_response(exc)
+    return JsonResponse({"id": job_id, "job_url": job_url(request, job_route.job_url_name, job_id)}, status=202)
+
+
+def dump_inputs(payload: Any) -> dict[str, Any]:
+    """The validated request as JSON: only the fields the client set, so validating it again restores the request."""
+    return {} if payload is None else payload.model_dump(mode="json", exclude_unset=True)
+
+
+def job_url(request: HttpRequest, url_name: str, job_id: str) -> str:
+    """The job's absolute URL, reversed in the request's URL namespace so it is right under any mount prefix."""
+    namespace = request.resolver_match.namespace if request.resolver_match else ""
+    name = f"{namespace}:{url_name}" if namespace else url_name
+    return request.build_absolute_uri(reverse(name, kwargs={"job_id": job_id}))
+
+
+def submit(
+    route: str, digest: str, inputs: dict[str, Any], uploads: dict[str, Path], media_base_url: str | None
+) -> str:
+    """Write the job row, then queue its task; a queue that refuses it is a 503 and leaves no job behind."""
+    from pxtserve.models import Job
+
+    kept = keep_uploads(uploads)
+    with db_connection():
+        maybe_prune()
+        try:
+            job = Job.objects.create(
+                route=route, route_digest=digest, inputs=inputs, uploads=kept, media_base_url=media_base_url or ""
+            )
+        except BaseException:
+            remove_files(kept.values())
+            raise
+        try:
+            enqueue(job.id)
+        except Exception as exc:
+            _logger.exception("job %s: cannot queue its task", job.id)
+            Job.objects.filter(pk=job.id).delete()
+            remove_files(kept.values())
+            raise ApiError(503, "JOB_QUEUE_UNAVAILABLE", "the job queue is not available; try again later") from exc
+    return job.id
+
+
+def keep_uploads(uploads: dict[str, Path]) -> dict[str, str]:
+    """Move a request's uploads out of this process's Pixeltable tmp dir, which Pixeltable clears after a restart."""
+    if not uploads:
+        return {}
+    directory = job_upload_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    kept: dict[str, str] = {}
+    try:
+        for name, path in uploads.items():
+            dest = directory / f"{uuid.uuid4().hex}{path.suffix}"
+            shutil.move(path, dest)
+            kept[name] = str(dest)
+    except BaseException:
+        remove_files([*kept.values(), *uploads.values()])
+        raise
+    return kept
