@@ -2,9 +2,9 @@
 
 API requests take a lean path. Under ASGI, Django runs every sync-style middleware
 hook, the request_started/finished signal receivers and `response.close()` through
-`sync_to_async` on a thread created for the request: about 3 ms of thread hops on a
-2-core machine before an async view even starts, more than the Pixeltable lookup it
-serves. API requests need none of that machinery (no sessions, CSRF, messages or
+`sync_to_async` on a thread created for the request: thread hops before an async
+view even starts that cost more than the Pixeltable lookup it serves (figures: commit
+7bdbbe1). API requests need none of that machinery (no sessions, CSRF, messages or
 templates), so they go to a handler whose middleware chain is the async-capable
 PXTSERVE["API_MIDDLEWARE"] and which closes responses inline. The admin, static
 files and anything under PXTSERVE["FULL_DJANGO_PATHS"] keep Django's full handler.

@@ -8,8 +8,7 @@ connections bounded.
   connection while it runs. It is as large as Pixeltable's connection pool
   proper (db_pool_size), not pool + overflow: SQLAlchemy closes an overflow
   connection as soon as it is returned, so threads beyond the pool size would
-  open a new PostgreSQL connection per call (measured: ~55 new connections/s
-  at 16 clients with 15 threads, none with 5, at the same throughput on 2 cores).
+  open a new PostgreSQL connection per call (figures: commit b301bdb).
 - The **write pool** runs write requests (insert, update, delete). Their thread
   mostly waits for the table's writer thread (pxtserve/writes.py), which makes
   the Pixeltable call for the whole batch; so it is sized to let two full

@@ -39,10 +39,11 @@ class SqlExport(pydantic.BaseModel):
     # hide_input_in_errors: a ValidationError would otherwise echo db_connect, password included
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    db_connect: str = pydantic.Field(repr=False)  # repr=False: never leak the password via repr()/logging of the spec
-    table: str = pydantic.Field(min_length=1)
-    db_schema: str | None = pydantic.Field(default=None, min_length=1)
-    method: Literal["insert", "update", "merge"] = "insert"
+    # repr=False: never leak the password via repr()/logging of the spec
+    db_connect: str = pydantic.Field(repr=False, description="SQLAlchemy URL of the target database (${VAR} expanded)")
+    table: str = pydantic.Field(min_length=1, description="the target table")
+    db_schema: str | None = pydantic.Field(default=None, min_length=1, description="the target table's schema")
+    method: Literal["insert", "update", "merge"] = pydantic.Field("insert", description="how each row is written")
 
     @pydantic.field_validator("db_connect")
     @classmethod

@@ -6,7 +6,7 @@ names the field.
 
 They are plain pydantic models, not `ninja.Schema`: Schema's wrap validator
 (which lets it read Django model instances) wraps every input in a getter and
-costs ~0.1 ms per request on these flat dicts, for nothing we use.
+costs time on every request on these flat dicts, for nothing we use.
 """
 
 from __future__ import annotations
@@ -182,8 +182,8 @@ def json_serializer(response_model: Any) -> Callable[[Any], bytes]:
     """Validate a route's result against its response model and serialize it, both in pydantic-core.
 
     The views answer with these bytes instead of handing the result to Ninja, which would
-    validate it through a wrapper model and encode it again with Django's JSON encoder
-    (~0.15 ms per request). The output is pydantic's JSON, as the reference's FastAPI
+    validate it through a wrapper model and encode it again with Django's JSON encoder.
+    The output is pydantic's JSON, as the reference's FastAPI
     gives: full-precision ISO timestamps, and `null` for a float that is NaN or infinite
     (JSON has no such numbers).
     """

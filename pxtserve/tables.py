@@ -36,8 +36,8 @@ class ColumnInfo:
 class SchemaGuard:
     """Notices that a table's schema changed since a route froze its contract.
 
-    Reading the table's metadata costs a catalog query (~2.4 ms), too much for
-    every request; so it is read at most once per SCHEMA_CHECK_INTERVAL, and
+    Reading the table's metadata costs a catalog query, too much for every
+    request; so it is read at most once per SCHEMA_CHECK_INTERVAL, and
     at once whenever a Pixeltable call fails (a dropped or retyped column
     usually makes it fail), so a changed table still answers 409.
     """

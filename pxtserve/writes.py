@@ -5,8 +5,8 @@ while a write runs go in together as one call (group commit).
 Pixeltable writers take a table's lock with NOWAIT and, on conflict, sleep 0.1-0.5 s
 before retrying; sixteen concurrent writers to one table spend most of their time asleep.
 Serializing them is not enough either: a write from a thread whose Pixeltable runtime has
-not seen the table's latest version costs about twice as much (measured: 6.4 ms per delete
-from one thread, 13.9 ms when four threads take turns). So one thread writes each table:
+not seen the table's latest version costs more (figures: commit 9115349). So one thread
+writes each table:
 it takes every request queued meanwhile and writes them with one
 `insert([...], return_rows=True)` (or `batch_update`). Deletes by primary key batch too:
 one read finds which of the keys exist, one `delete` removes them, and each request is

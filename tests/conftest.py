@@ -17,8 +17,9 @@ os.environ.pop("PXTSERVE_SERVICE_JSON", None)
 import pytest
 from django.test import Client, override_settings
 
-# fixtures for the real external servers: postgres_url, mariadb_url, sqlite_url, redis_url
-pytest_plugins = ["tests.sql_targets", "tests.services"]
+# fixtures for the real external servers: postgres_url, mariadb_url, sqlite_url, redis_url;
+# and the compute-route tests' tables and client: cs, compute_client
+pytest_plugins = ["tests.sql_targets", "tests.services", "tests.compute_helpers"]
 
 _ids = itertools.count(1000)
 
@@ -52,6 +53,21 @@ def serving(config: Any) -> Iterator[Client]:
     built = build_service(config)
     urlconf = types.ModuleType(f"pxtserve_test_urls_{next(_ids)}")
     urlconf.urlpatterns = built.urlpatterns()  # type: ignore[attr-defined]
+    with override_settings(ROOT_URLCONF=urlconf):
+        yield Client()
+
+
+@contextmanager
+def mounted(router: Any) -> Iterator[Client]:
+    """A client for a site that mounts `router` at /api/pxt/, as a third-party urls.py would."""
+    from django.urls import path
+    from ninja import NinjaAPI
+
+    n = next(_ids)
+    api = NinjaAPI(urls_namespace=f"mounted-test-{n}")
+    api.add_router("/pxt", router)
+    urlconf = types.ModuleType(f"mounted_test_urls_{n}")
+    urlconf.urlpatterns = [path("api/", api.urls)]  # type: ignore[attr-defined]
     with override_settings(ROOT_URLCONF=urlconf):
         yield Client()
 

@@ -9,8 +9,6 @@ import re
 import subprocess
 import sys
 import types
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,8 @@ from django.test import Client, override_settings
 from pxtserve import PixeltableRouter, SqlExport
 from pxtserve.errors import RouteDefinitionError
 from pxtserve.media import MediaUrls
+
+from .conftest import mounted
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "README.md"
@@ -46,21 +46,6 @@ def png_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("thirdparty") / "red.png"
     PIL.Image.new("RGB", (32, 24), (200, 30, 30)).save(path)
     return str(path)
-
-
-@contextmanager
-def mounted(router: PixeltableRouter) -> Iterator[Client]:
-    """A client for a site that mounts `router` at /api/pxt/, as a third-party urls.py would."""
-    from django.urls import path
-    from ninja import NinjaAPI
-
-    n = next(_mounts)
-    api = NinjaAPI(urls_namespace=f"thirdparty-test-{n}")
-    api.add_router("/pxt", router)
-    urlconf = types.ModuleType(f"thirdparty_test_urls_{n}")
-    urlconf.urlpatterns = [path("api/", api.urls)]  # type: ignore[attr-defined]
-    with override_settings(ROOT_URLCONF=urlconf):
-        yield Client()
 
 
 # --- the third-party site (tests/thirdparty/urls.py) ----------------------------------------------------------------

@@ -54,7 +54,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-access-log",
             action="store_true",
-            help="log no line per request (uvicorn's access log; about 0.1 ms per request)",
+            help="log no line per request (uvicorn's access log)",
         )
         add_route_flags(parser)
 
