@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 import time
 import uuid
 from functools import lru_cache
@@ -21,6 +20,7 @@ import PIL.Image
 
 from pxtserve import conf
 from pxtserve.pxt_internals import media_directories
+from pxtserve.throttle import Throttle
 
 _logger = logging.getLogger("pxtserve.media")
 
@@ -73,17 +73,12 @@ def prune_outputs(now: float | None = None) -> int:
     return removed
 
 
-_last_prune = 0.0
-_prune_lock = threading.Lock()
+_prune = Throttle(_PRUNE_INTERVAL_S)
 
 
 def _maybe_prune() -> None:
-    global _last_prune
-    with _prune_lock:
-        now = time.monotonic()
-        if _last_prune and now - _last_prune < _PRUNE_INTERVAL_S:
-            return
-        _last_prune = now
+    if not _prune.due():
+        return
     try:
         prune_outputs()
     except OSError:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from datetime import datetime, timedelta
 
 from django.utils import timezone
@@ -12,6 +10,7 @@ from django.utils import timezone
 from pxtserve import conf
 from pxtserve.jobs.queue import enqueue, queued_task_ids
 from pxtserve.jobs.store import db_connection, fail_interrupted, lost_worker
+from pxtserve.throttle import Throttle
 from pxtserve.uploads import remove_files
 
 _logger = logging.getLogger("pxtserve.jobs")
@@ -62,18 +61,12 @@ def prune_jobs() -> int:
     return deleted
 
 
-_last_prune = 0.0
-_prune_lock = threading.Lock()
+_prune = Throttle(_PRUNE_INTERVAL_S)
 
 
 def maybe_prune() -> None:
-    global _last_prune
-    with _prune_lock:
-        now = time.monotonic()
-        if _last_prune and now - _last_prune < _PRUNE_INTERVAL_S:
-            return
-        _last_prune = now
-    prune_jobs()
+    if _prune.due():
+        prune_jobs()
 
 
 def start_up(cluster_started_at: datetime | None = None) -> dict[str, int]:

@@ -128,23 +128,34 @@ class RowContract:
     def optional_uploads(self) -> list[str]:
         return [n for n in self.uploads if self.input_types[n].nullable]
 
+    def operation_fields(self) -> dict[str, Any]:
+        """The RowsOperation fields this contract decides."""
+        return {
+            "request_model": self.request_model,
+            "input_location": self.input_location,
+            "upload_fields": self.uploads,
+            "optional_uploads": self.optional_uploads,
+            "media_outputs": self.media_outputs,
+            "export_columns": self.output_types,
+            "outputs": self.outputs,
+            "output_types": self.output_types,
+            "json_media_inputs": self.json_media_inputs,
+        }
+
     @property
     def media_outputs(self) -> bool:
         return any(t.is_media_type() for t in self.output_types.values())
 
 
 def row_contract(
-    kind: str,
-    *,
-    path: str,
-    inputs: Sequence[str] | None,
-    uploads: Sequence[str] | None,
-    outputs: Sequence[str] | None,
-    return_fileresponse: bool,
-    input_columns: Mapping[str, ColumnInfo],
-    output_columns: Mapping[str, ColumnInfo],
+    spec: Any, *, input_columns: Mapping[str, ColumnInfo], output_columns: Mapping[str, ColumnInfo]
 ) -> RowContract:
-    """Check a row route's inputs, uploads and outputs; inputs default to the non-computed `input_columns`."""
+    """Check a row route's inputs, uploads and outputs; inputs default to the non-computed `input_columns`.
+
+    `spec` is an insert or compute route's declaration (its inputs, uploadfile_inputs, outputs, ...).
+    """
+    kind, path, inputs, uploads, outputs = spec.kind, spec.path, spec.inputs, spec.uploadfile_inputs, spec.outputs
+    return_fileresponse = spec.return_fileresponse
     check_not_computed([*(inputs or []), *(uploads or [])], input_columns)
     insertable = {n: c.col_type for n, c in input_columns.items() if not c.is_computed}
     upload_names = check_uploads(uploads, inputs, insertable, what="column")

@@ -16,7 +16,6 @@ from typing import Any, ClassVar, Literal
 import pixeltable as pxt
 
 from pxtserve.errors import ApiError, RouteDefinitionError
-from pxtserve.media_inputs import check_media_inputs
 from pxtserve.media_store import keep_file
 from pxtserve.pxt_internals import compute_input_requirements
 from pxtserve.routes.checks import check_required, row_contract
@@ -48,16 +47,7 @@ class ComputeRoute(TableRowsSpec):
                 f"cannot compute view {info.path!r}: it is defined with a sample clause", field="table"
             )
         root = info if len(chain) == 1 else TableInfo.of(chain[-1]["path"])
-        contract = row_contract(
-            self.kind,
-            path=self.path,
-            inputs=self.inputs,
-            uploads=self.uploadfile_inputs,
-            outputs=self.outputs,
-            return_fileresponse=self.return_fileresponse,
-            input_columns=root.columns,
-            output_columns=info.columns,
-        )
+        contract = row_contract(self, input_columns=root.columns, output_columns=info.columns)
         remedy = ", or restrict outputs to columns that do not depend on them"
         check_required(
             compute_input_requirements(info.table, contract.outputs), contract, table=root.path, remedy=remedy
@@ -76,21 +66,13 @@ class ComputeRoute(TableRowsSpec):
         return ComputeOperation(
             spec=self,
             method="POST",
-            request_model=contract.request_model,
-            input_location=contract.input_location,
+            **contract.operation_fields(),
             response_model=None if self.return_fileresponse else response_model,
-            upload_fields=contract.uploads,
-            optional_uploads=contract.optional_uploads,
             summary=f"Compute {info.path} for a row of {root.path} (nothing is stored)",
-            media_outputs=contract.media_outputs,
-            export_columns=contract.output_types,
             details={"table": info.path, "base": root.path, "outputs": contract.outputs, "iterator": iterator},
-            outputs=contract.outputs,
-            output_types=contract.output_types,
             shape=shape,
             no_row_message=NO_ROW,
             info=info,
-            json_media_inputs=contract.json_media_inputs,
             computed_with={n: c.computed_with for n, c in info.columns.items() if c.computed_with},
             iterator=iterator,
         )
@@ -107,13 +89,11 @@ class ComputeRoute(TableRowsSpec):
 @dataclass(kw_only=True)
 class ComputeOperation(RowsOperation):
     info: TableInfo
-    json_media_inputs: list[str]
     # each computed column's expression, to name the column in an error about it
     computed_with: dict[str, str]
     iterator: bool
 
     def fetch(self, inputs: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
-        check_media_inputs(inputs, self.json_media_inputs)
         try:
             with self.info.schema_checked():
                 rows = [dict(row) for row in self.info.table.compute([inputs], outputs=self.outputs)]

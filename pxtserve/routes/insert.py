@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pxtserve.errors import RouteDefinitionError
-from pxtserve.media_inputs import check_media_inputs
 from pxtserve.routes.checks import check_required, row_contract
 from pxtserve.routes.operation import RowsOperation, Shape
 from pxtserve.routes.spec import TableRowsSpec, UploadInputs
@@ -26,45 +25,26 @@ class InsertRoute(TableRowsSpec):
         info = TableInfo.of(self.table)
         if info.kind != "table":
             raise RouteDefinitionError(f"cannot insert into {info.kind} {info.path!r}", field="table")
-        contract = row_contract(
-            self.kind,
-            path=self.path,
-            inputs=self.inputs,
-            uploads=self.uploadfile_inputs,
-            outputs=self.outputs,
-            return_fileresponse=self.return_fileresponse,
-            input_columns=info.columns,
-            output_columns=info.columns,
-        )
+        contract = row_contract(self, input_columns=info.columns, output_columns=info.columns)
         required = [n for n, c in info.columns.items() if not (c.is_computed or c.col_type.nullable)]
         check_required(required, contract, table=info.path)
         return InsertOperation(
             spec=self,
             method="POST",
-            request_model=contract.request_model,
-            input_location=contract.input_location,
+            **contract.operation_fields(),
             response_model=None if self.return_fileresponse else contract.row_model,
-            upload_fields=contract.uploads,
-            optional_uploads=contract.optional_uploads,
             summary=f"Insert a row into {info.path}",
             writes=True,
-            media_outputs=contract.media_outputs,
-            export_columns=contract.output_types,
             details={"table": info.path, "outputs": contract.outputs},
-            outputs=contract.outputs,
-            output_types=contract.output_types,
             shape=Shape.ONE,
             info=info,
-            json_media_inputs=contract.json_media_inputs,
         )
 
 
 @dataclass(kw_only=True)
 class InsertOperation(RowsOperation):
     info: TableInfo
-    json_media_inputs: list[str]
 
     def fetch(self, inputs: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
-        check_media_inputs(inputs, self.json_media_inputs)
         with self.info.schema_checked():
             return [writer_for(self.info).insert(inputs)]

@@ -21,6 +21,7 @@ from pixeltable import type_system as ts
 from pxtserve.errors import ApiError
 from pxtserve.export import describe_export
 from pxtserve.media import MediaUrls, local_file_for
+from pxtserve.media_inputs import check_media_inputs
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -139,6 +140,8 @@ class RowsOperation(Operation):
     shape: Shape
     # the 404 message when a ONE route gets no row
     no_row_message: str = "no row"
+    # media inputs sent as JSON strings, checked before the call (uploads are files the server wrote itself)
+    json_media_inputs: list[str] = field(default_factory=list)
     # set by a decorator route (pxtserve.routes.functions): the rendered rows -> the body
     response_function: RowsFunction | None = None
 
@@ -146,6 +149,7 @@ class RowsOperation(Operation):
         raise NotImplementedError
 
     def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
+        check_media_inputs(inputs, self.json_media_inputs)
         rows = self.fetch(inputs)
         if self.shape is Shape.ONE:
             if not rows:

@@ -13,7 +13,6 @@ from pydantic import Field
 
 from pxtserve import schemas
 from pxtserve.errors import RouteDefinitionError
-from pxtserve.media_inputs import check_media_inputs
 from pxtserve.pxt_internals import run_query_template
 from pxtserve.routes.checks import check_outputs, check_uploads, pick_names, request_model, row_model_of_types
 from pxtserve.routes.operation import RowsOperation, Shape
@@ -107,10 +106,8 @@ class QueryOperation(RowsOperation):
     defaults: dict[str, Any]
     # a query that selects one expression answers with its values, not with rows
     scalar: bool
-    json_media_inputs: list[str]
 
     def fetch(self, inputs: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
-        check_media_inputs(inputs, self.json_media_inputs)
         return list(run_query_template(self.function, {**self.defaults, **inputs}))
 
     def shape_body(self, rendered: list[dict[str, Any]]) -> Any:
