@@ -13,18 +13,34 @@ files and anything under PXTSERVE["FULL_DJANGO_PATHS"] keep Django's full handle
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
 
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
 from django.urls import set_script_prefix
 
 from pxtserve import conf
+from pxtserve.errors import ApiError, error_response
 from pxtserve.limits import BodySizeLimit
+
+
+class ApiRequest(ASGIRequest):
+    """An API request's body is bounded by MAX_REQUEST_BODY (pxtserve.limits, before it is read), not by
+    DATA_UPLOAD_MAX_MEMORY_SIZE: a JSON body (a base64 image, a long document) between the two is accepted."""
+
+    @property
+    def body(self) -> bytes:
+        if not hasattr(self, "_body") and not self._read_started and self.content_type != "multipart/form-data":
+            self._body = self.read()
+            self._stream = io.BytesIO(self._body)
+        return super().body
 
 
 class ApiHandler(ASGIHandler):
     """Django's ASGI handler with the API middleware chain and no per-request thread hops."""
+
+    request_class = ApiRequest
 
     def load_middleware(self, is_async: bool = False) -> None:
         # BaseHandler builds its chain from settings.MIDDLEWARE; this handler's chain is the API one.
@@ -50,10 +66,13 @@ class ApiHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
         # request_started/finished are not sent: their receivers (query log reset, closing old DB
         # connections) concern the event loop thread, which never opens a database connection here
-        request, error_response = self.create_request(scope, body_file)
+        request, _ = self.create_request(scope, body_file)
         if request is None:
+            # a request line Django cannot decode: say so in JSON, as for every other API error
             body_file.close()
-            await self.send_response(error_response, send)
+            await self.send_response(
+                error_response(ApiError(400, "BAD_REQUEST", "the request cannot be decoded")), send
+            )
             return
         process = asyncio.create_task(self._respond(request, send))
         disconnect = asyncio.create_task(self.listen_for_disconnect(receive))

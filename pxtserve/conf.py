@@ -56,7 +56,11 @@ class Settings(pydantic.BaseModel):
     # seconds `serve` lets in-flight requests finish after SIGTERM/Ctrl-C before closing them
     SHUTDOWN_GRACE_SECONDS: NonNegativeInt = 30
     # the middleware of API requests (pxtserve.asgi): async-capable ones only, or each costs thread hops
-    API_MIDDLEWARE: list[str] = ["pxtserve.headers.SecurityHeadersMiddleware", "pxtserve.cors.CorsMiddleware"]
+    API_MIDDLEWARE: list[str] = [
+        "pxtserve.api_errors.ApiErrorsMiddleware",
+        "pxtserve.headers.SecurityMiddleware",
+        "pxtserve.cors.CorsMiddleware",
+    ]
     # paths that keep Django's full handler and settings.MIDDLEWARE (STATIC_URL is added)
     FULL_DJANGO_PATHS: list[str] = ["/admin/"]
     # origins allowed to call the API from a browser (CORS); empty: CORS off. "*" allows any.

@@ -1,36 +1,22 @@
-"""Security headers for API responses, as an async middleware (Django's SecurityMiddleware
-would cost two thread hops per request on the lean API path; see pxtserve.asgi)."""
+"""Django's SecurityMiddleware for API requests, without its thread hops.
+
+Its hooks are pure computation on the request and response (no I/O), but
+MiddlewareMixin runs them through `sync_to_async(thread_sensitive=True)` in an async
+chain: two thread hops per request on the lean API path (pxtserve.asgi). This
+subclass runs them inline, so every SECURE_* setting (HSTS, SSL redirect, nosniff,
+referrer and cross-origin-opener policies, SECURE_PROXY_SSL_HEADER) applies to API
+paths exactly as Django applies it to the rest of the site.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
+from django.middleware.security import SecurityMiddleware as DjangoSecurityMiddleware
 
 
-class SecurityHeadersMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self.__acall__(request)
-        return _secure(self.get_response(request))
-
-    async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        return _secure(await self.get_response(request))
-
-
-def _secure(response: HttpResponse) -> HttpResponse:
-    # media files are served with the type of their extension: never let a browser sniff another
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    return response
+class SecurityMiddleware(DjangoSecurityMiddleware):
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.process_request(request)
+        if response is None:
+            response = await self.get_response(request)
+        return self.process_response(request, response)
