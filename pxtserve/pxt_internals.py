@@ -108,3 +108,22 @@ def compute_input_requirements(table: pxt.Table, outputs: Sequence[str]) -> list
     columns = {col.name: col for col in path.column_md() if col.name is not None}
     required = Planner.required_input_columns(path, [columns[name] for name in outputs])
     return [col.name for col in required if col.name is not None]
+
+
+def as_pixeltable_error(exc: BaseException) -> BaseException:
+    """The Pixeltable error a failed write stands for.
+
+    `batch_update` (Pixeltable 0.7.21) lets a computed column that raises escape as the internal
+    `ExprEvalError`, which is no `pxt.Error` (so it would be a 500, and fail a whole batch) where the
+    same column raising in `insert` or `compute` is converted by Pixeltable's `raise_from_expr_eval_err`
+    into a 400; neither is public API, and this converts the same way.
+    """
+    from pixeltable import exceptions
+
+    if not isinstance(exc, exceptions.ExprEvalError):
+        return exc
+    try:
+        exceptions.raise_from_expr_eval_err(exc)
+    except pxt.Error as converted:
+        return converted
+    return exc

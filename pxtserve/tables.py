@@ -103,13 +103,35 @@ class TableInfo:
 
     @contextmanager
     def schema_checked(self) -> Iterator[None]:
-        """Run a Pixeltable call; if it fails, tell a changed schema (409) from any other error."""
+        """Run a Pixeltable call on this table (every route kind's, written or not); if it fails, tell a changed
+        schema (409) from any other error, and name the computed column that failed, if one did."""
         self.guard.check()
         try:
             yield
-        except pxt.Error:
+        except pxt.Error as exc:
             self.guard.check(force=True)
-            raise
+            named = self.naming_the_column(exc)
+            if named is exc:
+                raise
+            raise named from exc.__cause__
+
+    def naming_the_column(self, exc: pxt.Error) -> pxt.Error:
+        """`exc` with the name of the computed column it is about, if it is about one.
+
+        Pixeltable names a raising computed column by its expression ("the expression checked_inverse(x)
+        encountered exception ..."), which the client never wrote; the column's name is what it knows. The
+        error keeps its class, code and status (400 UNSUPPORTED_OPERATION for a column that raised), so
+        every route kind answers it alike.
+        """
+        message = exc.message  # without `detail` (a stack trace), which error bodies leave out too
+        names = [n for n, c in self.columns.items() if c.computed_with and f"expression {c.computed_with} " in message]
+        if not names:
+            return exc
+        which = " / ".join(repr(n) for n in names)
+        # the round trip through the wire form keeps what every subclass carries (a provider, a retry hint, the detail)
+        return pxt.Error.from_dict(
+            {**exc.to_dict(with_detail=True), "message": f"computed column {which} failed: {message}"}
+        )
 
 
 def resolve_table(table: pxt.Table | str) -> pxt.Table:

@@ -29,6 +29,7 @@ from typing import Any
 import pixeltable as pxt
 
 from pxtserve import conf
+from pxtserve.pxt_internals import as_pixeltable_error
 from pxtserve.tables import TableInfo, where_all_equal, where_any
 
 _logger = logging.getLogger(__name__)
@@ -125,7 +126,8 @@ class TableWriter:
     def _run(self, batch: list[_Request]) -> None:
         try:
             results = self._write(batch[0].kind, [r.payload for r in batch])
-        except BaseException as exc:  # noqa: BLE001 - every waiting request must get an outcome
+        except BaseException as raised:  # noqa: BLE001 - every waiting request must get an outcome
+            exc = as_pixeltable_error(raised)
             if len(batch) == 1 or not isinstance(exc, pxt.Error):
                 for request in batch:
                     request.finish(error=exc)

@@ -95,7 +95,7 @@ HEAD = '[[service]]\nname = "svc"\n'
         ),
         (
             'type = "query"\npath = "/q"\nquery = "tests.pxt_app.queries.NOT_A_QUERY"',
-            "field 'query': query must be a @pxt.query or retrieval_udf function, not int",
+            "field 'query': query 'tests.pxt_app.queries.NOT_A_QUERY' is an int, not a @pxt.query or retrieval_udf function",
         ),
         (
             'type = "query"\npath = "/q"\nquery = "tests.pxt_app.queries.item_by_id"\ninputs = []',

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import pixeltable as pxt
-
-from pxtserve.errors import ApiError, RouteDefinitionError
+from pxtserve.errors import RouteDefinitionError
 from pxtserve.media_store import keep_file
 from pxtserve.pxt_internals import compute_input_requirements
 from pxtserve.routes.checks import check_required, row_contract
@@ -73,7 +71,6 @@ class ComputeRoute(TableRowsSpec):
             shape=shape,
             no_row_message=NO_ROW,
             info=info,
-            computed_with={n: c.computed_with for n, c in info.columns.items() if c.computed_with},
             iterator=iterator,
         )
 
@@ -89,17 +86,17 @@ class ComputeRoute(TableRowsSpec):
 @dataclass(kw_only=True)
 class ComputeOperation(RowsOperation):
     info: TableInfo
-    # each computed column's expression, to name the column in an error about it
-    computed_with: dict[str, str]
     iterator: bool
 
     def fetch(self, inputs: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
         try:
+            # schema_checked names the computed column that raised, as for inserts and updates
             with self.info.schema_checked():
                 rows = [dict(row) for row in self.info.table.compute([inputs], outputs=self.outputs)]
-        except pxt.Error as exc:
+        except BaseException:
+            # nothing is stored, whatever failed (a changed schema's 409 too): the uploads go
             self._remove_uploads(inputs)
-            raise self._naming_the_column(exc) from exc
+            raise
         # compute() stores nothing: an upload the answer shows goes to the store of response media, the others
         # are removed (an insert would have moved them into Pixeltable's store)
         for name in self.upload_fields:
@@ -114,13 +111,3 @@ class ComputeOperation(RowsOperation):
         for name in self.upload_fields:
             if inputs.get(name):
                 Path(inputs[name]).unlink(missing_ok=True)
-
-    def _naming_the_column(self, exc: pxt.Error) -> Exception:
-        """Pixeltable names the failing expression; say which computed column it is."""
-        message = str(exc)
-        names = [n for n, expr in self.computed_with.items() if f"expression {expr} " in message]
-        if not names:
-            return exc
-        code = exc.to_dict()["error_code"]
-        which = " / ".join(repr(n) for n in names)
-        return ApiError(exc.http_status, code, f"computed column {which} failed: {message}")

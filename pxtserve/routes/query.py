@@ -119,6 +119,7 @@ class QueryOperation(RowsOperation):
 
 def resolve_query(query: Any) -> QueryTemplateFunction:
     """A query function, given itself or as a dotted path whose module is imported."""
+    written = repr(query)  # what the declaration said, for the error: the dotted path, or the object passed
     if isinstance(query, str):
         module_name, _, attr = query.rpartition(".")
         if not module_name:
@@ -135,7 +136,9 @@ def resolve_query(query: Any) -> QueryTemplateFunction:
             raise RouteDefinitionError(f"module {module_name!r} has no attribute {attr!r}", field="query")
         query = getattr(module, attr)
     if not isinstance(query, QueryTemplateFunction):
+        kind = type(query).__name__
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
         raise RouteDefinitionError(
-            f"query must be a @pxt.query or retrieval_udf function, not {type(query).__name__}", field="query"
+            f"query {written} is {article} {kind}, not a @pxt.query or retrieval_udf function", field="query"
         )
     return query
