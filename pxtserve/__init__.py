@@ -15,9 +15,14 @@ __all__ = [
     "ServiceConfig",
     "SqlExport",
     "UpdateRoute",
+    "__version__",
     "build_service",
     "load_service",
 ]
+
+
+# resolved on first use (__getattr__), like the exports: reading package metadata scans sys.path
+__version__: str
 
 _EXPORTS = {
     "PixeltableRouter": "pxtserve.router",
@@ -34,7 +39,20 @@ _EXPORTS = {
 }
 
 
+def _installed_version() -> str:
+    """The installed distribution's version; a source checkout run in place (not installed) is pyproject.toml's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("pxtserve")
+    except metadata.PackageNotFoundError:
+        return "0.1.0"  # keep in step with pyproject.toml's [project] version (tests/test_openapi_client.py)
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        version = globals()["__version__"] = _installed_version()
+        return version
     if name in _EXPORTS:
         import importlib
 

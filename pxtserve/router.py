@@ -9,11 +9,16 @@ the only place a route option is declared; their signatures are generated from i
 from __future__ import annotations
 
 import inspect
+import re
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ninja import Router
 from ninja.constants import NOT_SET
+from ninja.operation import AsyncOperation
+from ninja.operation import Operation as NinjaOperation
 
 from pxtserve import registry, schemas
 from pxtserve.errors import RouteDefinitionError
@@ -44,6 +49,87 @@ _FILE_RESPONSE = {
 }
 
 
+# --- readable, unique operationIds ----------------------------------------------------------------
+#
+# A route's operationId is `{kind}_{path}` (insert_notes, query_notes_lookup): generated clients name
+# their functions after it. It must be unique within an OpenAPI document, and Ninja does not see to
+# that: a duplicate only prints a warning when the document is built, and is published twice. So
+# the later of two equal ids gets `_2`, `_3`, ... in registration order, first within a router (when
+# the route is added), then within the NinjaAPI it is mounted on (when Ninja binds the operation to
+# it, mount order), so that the ids are stable across restarts. The API's own, non-pxtserve
+# operations are not consulted: Ninja offers no public way to list them.
+
+_NOT_ALPHANUMERIC = re.compile(r"[^A-Za-z0-9]+")
+# the ids documented so far in each NinjaAPI (weak: a test builds many APIs); values hold no API
+_api_operation_ids: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+# Ninja binds operations as it first builds an API's URLs, which two threads may do at once
+_api_operation_ids_lock = threading.Lock()
+
+
+def readable_operation_id(kind: str, path: str) -> str:
+    """`{kind}_{path}`, every run of characters other than ASCII letters and digits one `_`, trimmed.
+
+    "/notes/delete-by-tag" of a delete route is `delete_notes_delete_by_tag`; "/" is just the kind.
+    """
+    return _NOT_ALPHANUMERIC.sub("_", f"{kind}_{path}").strip("_")
+
+
+def _free_operation_id(taken: set[str], plain: str, preferred: str) -> str:
+    """`preferred` if no earlier operation has it, else the first free of `plain_2`, `plain_3`, ..."""
+    candidate, n = preferred, 2
+    while candidate in taken:
+        candidate, n = f"{plain}_{n}", n + 1
+    return candidate
+
+
+class _ApiUniqueOperationId:
+    """Mixed into the Ninja operations of a PixeltableRouter: documented ones claim an id unique in their API.
+
+    Ninja binds an operation to its NinjaAPI by setting its `api` attribute (on a copy per mount
+    since Ninja 1.5, `Operation.clone`, which copies only Ninja's own attributes): the first moment
+    an operation knows which document it is in. Setting `api` is the only hook there is; an
+    `api` property would cost every request an indirection, `__setattr__` costs only the binding.
+    """
+
+    include_in_schema: bool
+    operation_id: str | None
+    # `{kind}_{path}` without any suffix: the stem of the suffixed ids
+    pxtserve_plain_id: str
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name != "api" or value is None or not self.include_in_schema:
+            return
+        claimed_in: weakref.ref[Any] | None = self.__dict__.get("_pxtserve_claimed_in")
+        if claimed_in is not None and claimed_in() is value:
+            return  # bound to the same API again: its id is already this operation's
+        with _api_operation_ids_lock:
+            taken = _api_operation_ids.setdefault(value, set())
+            unique = _free_operation_id(taken, self.pxtserve_plain_id, self.operation_id or self.pxtserve_plain_id)
+            taken.add(unique)
+        super().__setattr__("operation_id", unique)
+        super().__setattr__("_pxtserve_claimed_in", weakref.ref(value))
+
+    def clone(self) -> Any:
+        cloned = super().clone()  # type: ignore[misc]
+        cloned.pxtserve_plain_id = self.pxtserve_plain_id
+        return cloned
+
+
+class _PxtOperation(_ApiUniqueOperationId, NinjaOperation):
+    pass
+
+
+class _PxtAsyncOperation(_ApiUniqueOperationId, AsyncOperation):
+    pass
+
+
+_PXT_OPERATION_CLASSES: dict[type[NinjaOperation], type[NinjaOperation]] = {
+    NinjaOperation: _PxtOperation,
+    AsyncOperation: _PxtAsyncOperation,
+}
+
+
 class PixeltableRouter(Router):
     """A `ninja.Router` serving Pixeltable tables and queries.
 
@@ -62,6 +148,8 @@ class PixeltableRouter(Router):
         super().__init__(*args, **kwargs)
         self.name = name
         self.operations: list[Operation] = []
+        # the operationIds of this router's operations, unique among them (see readable_operation_id)
+        self.operation_ids: set[str] = set()
         registry.register_router(self)
         self.media_url_name = f"pxtserve_media_{self.router_id}"
         self.add_api_operation(
@@ -73,17 +161,19 @@ class PixeltableRouter(Router):
             include_in_schema=False,
         )
         self.job_url_name = f"pxtserve_job_{self.router_id}"
+        job_view = make_job_status_view(self.operation_for_key)
         self.add_api_operation(
             "/jobs/{job_id}",
             ["GET"],
-            make_job_status_view(self.operation_for_key),
+            job_view,
             response={200: JobStatus, 404: schemas.ErrorResponse},
             url_name=self.job_url_name,
-            operation_id=f"pxtserve_job_status_{self.router_id}",
+            operation_id=self._unique_operation_id("poll_job"),
             summary="Poll a background job",
             # documented once the router has a background route (add_operation)
             include_in_schema=False,
         )
+        self._make_api_unique(job_view, "poll_job")
 
     # --- the route kinds: each validates its arguments into the kind's declaration ----------------
 
@@ -169,23 +259,44 @@ class PixeltableRouter(Router):
         job_route = None
         if operation.background:
             job_route = JobRoute(self.route_key(operation), registry.route_digest(operation), self.job_url_name)
+        view = make_operation_view(operation, self.media_url_name, job_route)
+        plain_id = readable_operation_id(operation.kind, operation.path)
         self.add_api_operation(
             operation.path,
             [operation.method],
-            make_operation_view(operation, self.media_url_name, job_route),
+            view,
             response=response,
-            operation_id=f"pxtserve_{self.router_id}_{index}_{operation.kind}",
+            operation_id=self._unique_operation_id(plain_id),
+            # url names stay internal and keyed by the router id: they need no stability across restarts
             url_name=f"pxtserve_{self.router_id}_{index}",
             summary=operation.summary,
             openapi_extra=openapi_extra,
             auth=auth,
         )
+        self._make_api_unique(view, plain_id)
         operation.auth = auth
         if operation.background:
             for job_operation in self.path_operations["/jobs/{job_id}"].operations:
                 job_operation.include_in_schema = True
         self.operations.append(operation)
         return operation
+
+    def _unique_operation_id(self, plain_id: str) -> str:
+        """`plain_id`, or with the first free suffix `_2`, `_3`, ... when an earlier operation of this router has it."""
+        return _free_operation_id(self.operation_ids, plain_id, plain_id)
+
+    def _make_api_unique(self, view: Callable[..., Any], plain_id: str) -> None:
+        """Turn the Ninja operation just added for `view` into one that claims an id unique in its API."""
+        # claimed in the router only now: a route Ninja refused takes no id from the later ones
+        self.operation_ids.add(view._ninja_operation.operation_id)  # type: ignore[attr-defined]
+        # Ninja builds its Operation itself (PathView.add_operation), with no way to pass a class;
+        # the subclasses only add attribute hooks, so the instance's layout is the same
+        ninja_operation: NinjaOperation = view._ninja_operation  # type: ignore[attr-defined]
+        ninja_operation.__class__ = _PXT_OPERATION_CLASSES[type(ninja_operation)]
+        ninja_operation.pxtserve_plain_id = plain_id  # type: ignore[attr-defined]
+        if ninja_operation.api is not None:
+            # Ninja before 1.5 binds a router's own operations, at mount time, which may come first
+            ninja_operation.api = ninja_operation.api
 
     def describe(self) -> list[dict[str, Any]]:
         return [op.describe() for op in self.operations]

@@ -13,7 +13,9 @@ from django.urls import URLPattern, URLResolver, path
 from ninja import NinjaAPI
 from ninja.constants import NOT_SET
 
+import pxtserve
 from pxtserve import conf
+from pxtserve.api_errors import install_error_handlers
 from pxtserve.auth import api_key_auth
 from pxtserve.config import ServiceConfig, load_service
 from pxtserve.errors import RouteDefinitionError, ServiceConfigError
@@ -69,10 +71,12 @@ def build_service(config: ServiceConfig) -> BuiltService:
             raise config.error(str(exc), index=index) from exc
     api = NinjaAPI(
         title=config.title,
-        version="1.0",
+        # info.version of the OpenAPI document: what a generated client records it was made from
+        version=pxtserve.__version__,
         urls_namespace=f"pxtserve-{next(_api_ids)}",
         docs_url="/docs",
     )
+    install_error_handlers(api)
     api.add_router("", router)
     return BuiltService(config=config, api=api, router=router)
 
