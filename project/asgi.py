@@ -1,9 +1,10 @@
-"""ASGI entry point: `uvicorn project.asgi:application` (what `manage.py serve` runs too)."""
+"""ASGI entry point from this checkout: `uvicorn project.asgi:application`, the packaged site's on project.settings."""
 
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from pxtserve.asgi import build_application
+# after the settings module is chosen: pxtserve.site.asgi would otherwise default to its own
+from pxtserve.site.asgi import application
 
-application = build_application()
+__all__ = ["application"]

@@ -1,13 +1,5 @@
-"""URLs of the standalone site: the admin, and the active Pixeltable service."""
+"""URLs of the standalone site run from this checkout: the packaged site's (pxtserve/site/urls.py)."""
 
-from django.contrib import admin
-from django.urls import include, path
+from pxtserve.site.urls import urlpatterns
 
-from pxtserve.health import healthz, readyz
-
-urlpatterns = [
-    path("healthz", healthz, name="healthz"),
-    path("readyz", readyz, name="readyz"),
-    path("admin/", admin.site.urls),
-    path("", include("pxtserve.urls")),
-]
+__all__ = ["urlpatterns"]

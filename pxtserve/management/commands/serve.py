@@ -112,6 +112,9 @@ class Command(BaseCommand):
         from pxtserve.server import HTTP_PROTOCOL
         from pxtserve.workers import WorkerProcess
 
+        data_directory = _data_directory()
+        if data_directory:
+            self.stdout.write(data_directory)
         # the embedded default: Django's SQLite database is created/migrated here, so nothing runs before serve
         call_command("migrate", interactive=False, verbosity=0)
         # jobs an earlier run accepted but did not finish: requeued, or failed as interrupted
@@ -155,6 +158,21 @@ class Command(BaseCommand):
             if worker_process is not None:
                 worker_process.stop()
             _shutdown()
+
+
+def _data_directory() -> str | None:
+    """Where the standalone site keeps its own files (its settings' VAR_DIR, which depends on where it runs:
+    pxtserve/site/settings.py), said at start; None for a site of your own, which keeps them its own way."""
+    from django.conf import settings
+
+    var_dir = getattr(settings, "VAR_DIR", None)
+    if var_dir is None:
+        return None
+    database = settings.DATABASES.get("default", {})
+    in_it = "static files"
+    if database.get("ENGINE") == "django.db.backends.sqlite3" and Path(database.get("NAME", "")).parent == var_dir:
+        in_it = "Django's database and static files"
+    return f"Data directory: {var_dir} ({in_it}; PXTSERVE_VAR_DIR moves it)"
 
 
 def _exit_on_sigterm() -> None:
