@@ -59,12 +59,11 @@ class Settings(pydantic.BaseModel):
     API_MIDDLEWARE: list[str] = [
         "pxtserve.api_errors.ApiErrorsMiddleware",
         "pxtserve.headers.SecurityMiddleware",
-        "pxtserve.cors.CorsMiddleware",
+        # django-cors-headers (natively async): its CORS_* settings
+        "corsheaders.middleware.CorsMiddleware",
     ]
     # paths that keep Django's full handler and settings.MIDDLEWARE (STATIC_URL is added)
     FULL_DJANGO_PATHS: list[str] = ["/admin/"]
-    # origins allowed to call the API from a browser (CORS); empty: CORS off. "*" allows any.
-    CORS_ALLOWED_ORIGINS: list[str] = []
     # keys accepted by routes with auth = "api_key" (besides those in the service's api_keys_env variable)
     API_KEYS: list[str] = []
     # finished background jobs are deleted this long after they finish

@@ -69,7 +69,12 @@ def server(pxt_tables, tmp_path_factory) -> Iterator[str]:
     (tmp / "surface_settings.py").write_text(SETTINGS)
     (tmp / "surface.toml").write_text(SERVICE)
     port = free_port()
-    env = serve_env(tmp, PYTHONPATH=f"{tmp}:{REPO}", DJANGO_SETTINGS_MODULE="surface_settings")
+    env = serve_env(
+        tmp,
+        PYTHONPATH=f"{tmp}:{REPO}",
+        DJANGO_SETTINGS_MODULE="surface_settings",
+        PXTSERVE_CORS_ALLOWED_ORIGINS="https://app.example.com",
+    )
     log_path = tmp / "serve.log"
     command = [sys.executable, "manage.py", "serve", "surface", "--config", str(tmp / "surface.toml")]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-workers"]
@@ -165,3 +170,16 @@ def test_a_json_body_beyond_django_s_memory_limit_but_within_max_request_body_is
     # beyond MAX_REQUEST_BODY it is the documented 413
     r = httpx.post(f"{server}/items", json={"id": new_id(), "name": "n" * 300_000}, headers=VIA_PROXY)
     error(r, 413, "REQUEST_TOO_LARGE")
+
+
+def test_cors_follows_pxtserve_cors_allowed_origins_through_django_cors_headers(server):
+    allowed = {**VIA_PROXY, "Origin": "https://app.example.com"}
+    pre = httpx.options(f"{server}/items", headers={**allowed, "Access-Control-Request-Method": "POST"})
+    assert pre.status_code == 200, pre.text
+    assert pre.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "x-api-key" in pre.headers["access-control-allow-headers"]
+    r = httpx.get(f"{server}/openapi.json", headers=allowed)
+    assert r.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "x-request-id" in r.headers["access-control-expose-headers"]
+    other = httpx.get(f"{server}/openapi.json", headers={**VIA_PROXY, "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers

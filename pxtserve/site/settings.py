@@ -10,6 +10,8 @@ the checkout's project/settings.py re-exports them.
 import os
 from pathlib import Path
 
+from corsheaders.defaults import default_headers
+
 
 def _var_dir() -> Path:
     """The data directory: Django's SQLite database and collected static files (not Pixeltable's data).
@@ -57,6 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "ninja",
+    "corsheaders",
     "django_q",
     "pxtserve",
 ]
@@ -65,8 +68,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # serves /static/ (Swagger UI, admin) under uvicorn with DEBUG off, offline
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # off unless PXTSERVE["CORS_ALLOWED_ORIGINS"] lists origins
-    "pxtserve.cors.CorsMiddleware",
+    # django-cors-headers: off unless CORS_ALLOWED_ORIGINS lists origins (PXTSERVE_CORS_ALLOWED_ORIGINS)
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -161,13 +164,24 @@ if os.environ.get("PXTSERVE_REDIS_URL"):
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = os.environ["PXTSERVE_REDIS_URL"]
 
+# CORS (django-cors-headers, in the API chain too): the origins allowed to call the API from a browser,
+# comma-separated in PXTSERVE_CORS_ALLOWED_ORIGINS; "*" allows any
+_cors_origins = [o for o in os.environ.get("PXTSERVE_CORS_ALLOWED_ORIGINS", "").split(",") if o]
+CORS_ALLOW_ALL_ORIGINS = "*" in _cors_origins
+CORS_ALLOWED_ORIGINS = [o for o in _cors_origins if o != "*"]
+# what API clients send beyond the defaults: API keys, and the headers of media range/cache requests
+CORS_ALLOW_HEADERS = (*default_headers, "x-api-key", "range", "if-none-match", "if-range")
+CORS_ALLOW_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
+# what a browser script may read of a response: partial media, job polling, request ids
+CORS_EXPOSE_HEADERS = ["content-range", "content-length", "etag", "retry-after", "x-request-id"]
+CORS_PREFLIGHT_MAX_AGE = 600
+
 # pxtserve: which service file this site serves (manage.py serve overrides it)
 PXTSERVE = {
     "CONFIG": os.environ.get("PXTSERVE_CONFIG"),
     "SERVICE": os.environ.get("PXTSERVE_SERVICE"),
     # keys for routes with auth = "api_key": comma-separated, never in the service file
     "API_KEYS": [k.strip() for k in os.environ.get("PXTSERVE_API_KEYS", "").split(",") if k.strip()],
-    "CORS_ALLOWED_ORIGINS": [o for o in os.environ.get("PXTSERVE_CORS_ALLOWED_ORIGINS", "").split(",") if o],
     "MEDIA_INPUT_DIRS": [d for d in os.environ.get("PXTSERVE_MEDIA_INPUT_DIRS", "").split(",") if d],
     "MEDIA_FETCH_URLS": os.environ.get("PXTSERVE_MEDIA_FETCH_URLS", "0") == "1",
     "POOL_SIZE": int(os.environ["PXTSERVE_POOL_SIZE"]) if os.environ.get("PXTSERVE_POOL_SIZE") else None,
