@@ -21,15 +21,16 @@ def _pretty(value: Any) -> str:
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "route", "status", "submitted_at", "duration_display")
+    list_display = ("id", "route", "status", "submitted_at", "duration_display", "request_id")
     list_filter = ("status", "route")
-    search_fields = ("id",)
+    # a request id from a log line (or a client's X-Request-ID) finds the job it made
+    search_fields = ("id", "request_id")
     date_hierarchy = "submitted_at"
     fieldsets = (
         (None, {"fields": ("id", "route", "status", "duration_display")}),
         ("Timing", {"fields": ("submitted_at", "started_at", "finished_at")}),
         ("Outcome", {"fields": ("result_display", "error", "error_detail_display", "traceback_display")}),
-        ("Request", {"fields": ("inputs_display", "uploads_display", "media_base_url")}),
+        ("Request", {"fields": ("request_id", "inputs_display", "uploads_display", "media_base_url")}),
         ("Execution", {"fields": ("route_digest", "task_id", "worker"), "classes": ("collapse",)}),
     )
     readonly_fields = (
@@ -47,6 +48,7 @@ class JobAdmin(admin.ModelAdmin):
         "inputs_display",
         "uploads_display",
         "media_base_url",
+        "request_id",
         "route_digest",
         "task_id",
         "worker",

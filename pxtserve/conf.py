@@ -57,6 +57,9 @@ class Settings(pydantic.BaseModel):
     SHUTDOWN_GRACE_SECONDS: NonNegativeInt = 30
     # the middleware of API requests (pxtserve.asgi): async-capable ones only, or each costs thread hops
     API_MIDDLEWARE: list[str] = [
+        # outermost: its X-Request-ID and access line cover the JSON error responses ApiErrorsMiddleware makes
+        # (it replaces Django's responses with new ones, and answers a bad Host before calling inward)
+        "pxtserve.request_id.RequestIdMiddleware",
         "pxtserve.api_errors.ApiErrorsMiddleware",
         "pxtserve.headers.SecurityMiddleware",
         # django-cors-headers (natively async): its CORS_* settings

@@ -19,6 +19,7 @@ connections bounded.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import threading
 from collections.abc import Callable
@@ -67,7 +68,10 @@ def get_write_pool() -> ThreadPoolExecutor:
 
 async def run_in_pool(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(get_pool(), functools.partial(fn, *args, **kwargs))
+    # in a copy of the caller's context (run_in_executor does not copy it, asyncio.to_thread does): the request
+    # id (pxtserve.request_id) stays on the log lines of the call
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await loop.run_in_executor(get_pool(), call)
 
 
 async def run_in_pool_with_timeout(
@@ -79,7 +83,8 @@ async def run_in_pool_with_timeout(
     running cannot be interrupted (Pixeltable offers no way to), so it finishes
     in its thread and its result is dropped.
     """
-    future = (pool or get_pool()).submit(fn, *args)
+    # a copy of the caller's context, as run_in_pool: submit() runs `fn` in the pool thread's own
+    future = (pool or get_pool()).submit(contextvars.copy_context().run, fn, *args)
     if timeout is None:
         return await asyncio.wrap_future(future)
     try:

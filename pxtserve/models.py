@@ -49,6 +49,9 @@ class Job(models.Model):
     task_id = models.CharField(max_length=32, blank=True)
     # "<host>:<pid>" of the worker process that runs or ran it: lets a restart tell a dead worker's job
     worker = models.CharField(max_length=300, blank=True)
+    # the X-Request-ID of the request that made it (pxtserve.request_id): the worker's log lines carry it too,
+    # so one id finds the request's and the job's lines; indexed, for the admin's search from a log line
+    request_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
 
     class Meta:
         ordering = ("-submitted_at",)

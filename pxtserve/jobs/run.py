@@ -19,6 +19,7 @@ from pxtserve.errors import ApiError, ServiceConfigError, error_body
 from pxtserve.jobs.store import finish, worker_id
 from pxtserve.media import MediaUrls
 from pxtserve.pxt_internals import tmp_file_path
+from pxtserve.request_id import bound as bound_request_id
 from pxtserve.service import active_service
 from pxtserve.uploads import name_uploads_in_error, remove_files
 
@@ -31,8 +32,6 @@ _logger = logging.getLogger("pxtserve.jobs")
 
 def run_job(job_id: str) -> str:
     """The django-q task: claim the job, run its route, record the outcome. Never raises but on a timeout."""
-    from django_q.exceptions import TimeoutException
-
     from pxtserve.models import Job
 
     claimed = Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(
@@ -41,6 +40,21 @@ def run_job(job_id: str) -> str:
     if not claimed:
         return "skipped"  # a second delivery of a job that ran, runs elsewhere, or was pruned
     job = Job.objects.get(pk=job_id)
+    # the id of the request that made the job: this run's log lines carry it, as the request's did
+    with bound_request_id(job.request_id):
+        _logger.info("job %s (%s) started on %s", job_id, job.route, job.worker)
+        outcome = _run(job)
+        _logger.info("job %s (%s) finished: %s", job_id, job.route, outcome)
+    return outcome
+
+
+def _run(job: Job) -> str:
+    """Run a claimed job and record its outcome; the outcome (done, error)."""
+    from django_q.exceptions import TimeoutException
+
+    from pxtserve.models import Job
+
+    job_id = job.id
     staged: dict[str, Path] = {}
     try:
         staged = stage_uploads(job.uploads)

@@ -18,6 +18,7 @@ from pxtserve.executor import run_in_pool
 from pxtserve.jobs.queue import enqueue, sync_mode
 from pxtserve.jobs.recovery import maybe_prune
 from pxtserve.jobs.store import db_connection, job_upload_dir
+from pxtserve.request_id import current as current_request_id
 from pxtserve.uploads import remove_files
 
 _logger = logging.getLogger("pxtserve.jobs")
@@ -36,7 +37,8 @@ async def submit_request(
     request: HttpRequest, job_route: JobRoute, payload: Any, uploads: dict[str, Path], media_base_url: str | None
 ) -> HttpResponse:
     """Persist and queue a background request; 202 with the job id and its absolute poll URL."""
-    args = (job_route.route, job_route.digest, dump_inputs(payload), uploads, media_base_url)
+    # read here, in the request's context, and passed on: submit() runs on a thread
+    args = (job_route.route, job_route.digest, dump_inputs(payload), uploads, media_base_url, current_request_id())
     try:
         if sync_mode():
             # django-q2's sync mode runs the job inside async_task: a Pixeltable call, so on the Pixeltable pool
@@ -61,7 +63,12 @@ def job_url(request: HttpRequest, url_name: str, job_id: str) -> str:
 
 
 def submit(
-    route: str, digest: str, inputs: dict[str, Any], uploads: dict[str, Path], media_base_url: str | None
+    route: str,
+    digest: str,
+    inputs: dict[str, Any],
+    uploads: dict[str, Path],
+    media_base_url: str | None,
+    request_id: str | None = None,
 ) -> str:
     """Write the job row, then queue its task; a queue that refuses it is a 503 and leaves no job behind."""
     from pxtserve.models import Job
@@ -71,7 +78,12 @@ def submit(
         maybe_prune()
         try:
             job = Job.objects.create(
-                route=route, route_digest=digest, inputs=inputs, uploads=kept, media_base_url=media_base_url or ""
+                route=route,
+                route_digest=digest,
+                inputs=inputs,
+                uploads=kept,
+                media_base_url=media_base_url or "",
+                request_id=request_id or "",
             )
         except BaseException:
             remove_files(kept.values())

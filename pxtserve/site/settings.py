@@ -65,6 +65,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # first: X-Request-ID on every response, the id on every log line, the access line (pxtserve.request_id)
+    "pxtserve.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # serves /static/ (Swagger UI, admin) under uvicorn with DEBUG off, offline
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -187,9 +189,10 @@ PXTSERVE = {
     "POOL_SIZE": int(os.environ["PXTSERVE_POOL_SIZE"]) if os.environ.get("PXTSERVE_POOL_SIZE") else None,
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"pxtserve": {"handlers": ["console"], "level": "INFO"}},
-}
+# One configuration for every process of a serve (web server, uvicorn --workers, the job workers), all to stderr
+# with the request id: `serve --log-level/--log-format/--no-access-log` set these variables for the processes it
+# starts (pxtserve/logs.py). PXTSERVE_LOG_LEVEL: debug|info|warning|error (info); PXTSERVE_LOG_FORMAT: text|json
+# (text); PXTSERVE_ACCESS_LOG=0: no line per request.
+from pxtserve.logs import logging_config_from_env
+
+LOGGING = logging_config_from_env()

@@ -17,6 +17,9 @@ from django.core.management.base import BaseCommand, CommandError
 from pxtserve import conf
 from pxtserve.config import ServiceConfig, load_service, parse_service
 from pxtserve.errors import ServiceConfigError
+from pxtserve.logs import FORMATS as LOG_FORMATS
+from pxtserve.logs import LEVELS as LOG_LEVELS
+from pxtserve.logs import configure_serve, uvicorn_options
 from pxtserve.route_flags import add_route_flags, given_flags, raw_route
 from pxtserve.routes.kinds import ROUTE_KINDS
 
@@ -27,6 +30,7 @@ class Command(BaseCommand):
         "`serve insert|update|delete|query|compute --path /x ...` for a single endpoint."
     )
     # the URLconf is the service being started: system checks would build it before we choose it
+    # (handle runs the checks that do not, _run_checks)
     requires_system_checks: ClassVar[list[str]] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -54,13 +58,26 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-access-log",
             action="store_true",
-            help="log no line per request (uvicorn's access log)",
+            help="log no line per request (pxtserve.access, which uvicorn's access log is replaced by)",
+        )
+        parser.add_argument(
+            "--log-level",
+            choices=LOG_LEVELS,
+            help="log level of every process of this serve (default: PXTSERVE_LOG_LEVEL, else info)",
+        )
+        parser.add_argument(
+            "--log-format",
+            choices=LOG_FORMATS,
+            help="text lines, or one JSON object per line (default: PXTSERVE_LOG_FORMAT, else text)",
         )
         add_route_flags(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         from pxtserve.service import activate, build_service
 
+        # before anything logs, and before Pixeltable starts (pxtserve.logs.configure_serve says why)
+        configure_serve(options["log_level"], options["log_format"], access_log=not options["no_access_log"])
+        self._run_checks()
         try:
             # Pixeltable reports progress on stdout; keep stdout for our own output (--json must parse)
             with _stdout_to_stderr():
@@ -78,8 +95,22 @@ class Command(BaseCommand):
             config,
             workers=not options["no_workers"],
             processes=options["workers"],
-            access_log=not options["no_access_log"],
         )
+
+    def _run_checks(self) -> None:
+        """The system checks serve can run (pxtserve.checks.serve_issues), before anything is built:
+        warnings are printed, errors stop serve."""
+        from django.core.checks import ERROR, WARNING
+
+        from pxtserve.checks import issue_text, serve_issues
+
+        issues = serve_issues()
+        for issue in issues:
+            if issue.level == WARNING:
+                self.stderr.write(self.style.WARNING(f"WARNING: {issue_text(issue)}"))
+        errors = [issue_text(issue) for issue in issues if issue.level >= ERROR]
+        if errors:
+            raise CommandError("\n".join(errors))
 
     def _service_config(self, options: dict[str, Any]) -> ServiceConfig:
         target = options["target"]
@@ -104,7 +135,7 @@ class Command(BaseCommand):
             config = parse_service({**config.model_dump(), **overrides}, config.source or "command line")
         return config
 
-    def _run(self, config: ServiceConfig, *, workers: bool = True, processes: int = 1, access_log: bool = True) -> None:
+    def _run(self, config: ServiceConfig, *, workers: bool = True, processes: int = 1) -> None:
         import uvicorn
 
         from pxtserve.asgi import build_application
@@ -124,10 +155,6 @@ class Command(BaseCommand):
                 f"Jobs: {jobs['requeued']} requeued, {jobs['interrupted']} interrupted, {jobs['pruned']} pruned"
             )
         _exit_on_sigterm()
-        from pxtserve.deploy_checks import deployment_warnings
-
-        for warning in deployment_warnings():
-            self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
         shown_host = "localhost" if config.host in ("0.0.0.0", "::", "") else config.host
         base = f"http://{shown_host}:{config.port}{config.prefix}"
         self.stdout.write(f"Serving {config.name!r} at {base}/  (docs: {base}/docs)")
@@ -146,11 +173,13 @@ class Command(BaseCommand):
                 app,
                 host=config.host,
                 port=config.port,
-                log_level="info",
                 lifespan="off",
                 workers=processes,
                 http=HTTP_PROTOCOL,
-                access_log=access_log,
+                # the line per request is pxtserve.access's (it carries the request id); uvicorn logs with
+                # pxtserve's config (pxtserve.logs), which configure_serve applied
+                access_log=False,
+                **uvicorn_options(),
                 # a graceful drain, but bounded: one stuck request must not hold the shutdown for ever
                 timeout_graceful_shutdown=conf.settings().SHUTDOWN_GRACE_SECONDS,
             )

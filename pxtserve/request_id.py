@@ -1,0 +1,138 @@
+"""Request ids: every response carries `X-Request-ID`, and every log line of the request carries the same id.
+
+The id is the client's when it sent a sane one (a proxy or a caller that already
+tagged the request, so both sides' logs line up), else a new one. It lives in a
+contextvar for the request's duration: pxtserve.logs.RequestIdFilter puts it on every
+log record, pxtserve.executor runs pool calls in a copy of the request's context, and
+a background job stores it (Job.request_id) so the worker's lines carry it too.
+
+RequestIdMiddleware goes first in the API chain (PXTSERVE["API_MIDDLEWARE"]) and in
+settings.MIDDLEWARE: outermost, it sees the final response, the JSON error bodies
+pxtserve.api_errors makes out of Django's own included, and it writes the access line
+("pxtserve.access") that uvicorn's access log, which runs outside the request's
+context, cannot carry the id in.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponseBase
+
+HEADER = "X-Request-ID"
+# what an id may be: short and free of anything that could forge a log line or a header (CR/LF, quotes, spaces)
+_SANE = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+
+_current: ContextVar[str | None] = ContextVar("pxtserve_request_id", default=None)
+access_logger = logging.getLogger("pxtserve.access")
+
+
+def current() -> str | None:
+    """The id of the request (or job) being served in this context; None outside one."""
+    return _current.get()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_sane(value: str | None) -> bool:
+    return value is not None and _SANE.fullmatch(value) is not None
+
+
+def from_client(value: str | None) -> str:
+    """The client's id when it is a sane one, else a new one."""
+    return value if value is not None and is_sane(value) else new_request_id()
+
+
+@contextmanager
+def bound(request_id: str | None) -> Iterator[None]:
+    """Make `request_id` the current one for the duration of the block (a job's run, a test)."""
+    token = _current.set(request_id or None)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+class RequestIdMiddleware:
+    """Sync and async capable: first in the lean API chain (async) and in settings.MIDDLEWARE (either)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        request_id, token, started = self._start(request)
+        try:
+            return self._finish(request, self.get_response(request), request_id, started)
+        finally:
+            _current.reset(token)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        request_id, token, started = self._start(request)
+        try:
+            return self._finish(request, await self.get_response(request), request_id, started)
+        finally:
+            _current.reset(token)
+
+    @staticmethod
+    def _start(request: HttpRequest) -> tuple[str, Token[str | None], float]:
+        request_id = from_client(request.headers.get(HEADER))
+        request.request_id = request_id  # type: ignore[attr-defined]  # for views that answer with it
+        return request_id, _current.set(request_id), time.perf_counter()
+
+    @staticmethod
+    def _finish(request: HttpRequest, response: HttpResponseBase, request_id: str, started: float) -> HttpResponseBase:
+        response[HEADER] = request_id
+        if access_logger.isEnabledFor(logging.INFO):
+            log_access(request, response.status_code, (time.perf_counter() - started) * 1000)
+        return response
+
+
+def log_access(request: HttpRequest, status: int, duration_ms: float) -> None:
+    """One line per request, in the shape of uvicorn's (`client - "METHOD path HTTP/x" status`) plus its duration.
+
+    The path without its query string: GET routes carry their inputs there, which need not be in a log.
+    The duration is until the response is ready; a streamed file's transfer comes after it.
+    """
+    scope = getattr(request, "scope", None)
+    version = f"HTTP/{scope.get('http_version', '1.1')}" if scope else request.META.get("SERVER_PROTOCOL", "HTTP/1.1")
+    client = request.META.get("REMOTE_ADDR") or "-"
+    method = request.method or "-"
+    # percent-encoded again, as the client sent it: the decoded path may hold a newline or quotes that would fake a line
+    path = quote(request.path, safe="/:@!$&'()*+,;=~")
+    access_logger.info(
+        '%s - "%s %s %s" %d %.1f ms',
+        client,
+        method,
+        path,
+        version,
+        status,
+        duration_ms,
+        extra={
+            "client": client,
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(duration_ms, 1),
+        },
+    )
