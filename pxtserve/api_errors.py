@@ -11,8 +11,9 @@ says what was wrong.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from asgiref.sync import markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import BadRequest, DisallowedHost, RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.http.multipartparser import MultiPartParserError
@@ -57,6 +58,36 @@ def _as_json(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBa
     return converted
 
 
+def host_refused(request: HttpRequest) -> JsonResponse | None:
+    """The JSON 400 for a Host the site does not serve (DNS rebinding), or None when it is allowed."""
+    try:
+        request.get_host()
+    except DisallowedHost as exc:
+        return error_response(client_error(exc) or ApiError(400, "DISALLOWED_HOST", str(exc)))
+    return None
+
+
+class AllowedHostsMiddleware:
+    """The same JSON 400 for the paths of Django's full handler (admin, static), first in settings.MIDDLEWARE."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        return host_refused(request) or self.get_response(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        return host_refused(request) or await self.get_response(request)
+
+
 class ApiErrorsMiddleware:
     """Async only: the API chain is async (pxtserve.asgi)."""
 
@@ -68,11 +99,10 @@ class ApiErrorsMiddleware:
         markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        try:
-            # DNS rebinding: a Host the site does not serve is refused before anything else runs
-            request.get_host()
-        except DisallowedHost as exc:
-            return error_response(client_error(exc) or ApiError(400, "DISALLOWED_HOST", str(exc)))
+        # DNS rebinding: a Host the site does not serve is refused before anything else runs
+        refused = host_refused(request)
+        if refused is not None:
+            return refused
         return _as_json(request, await self.get_response(request))
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> JsonResponse | None:

@@ -104,7 +104,16 @@ def png() -> bytes:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/items"), ("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/nope")],
+    [
+        ("POST", "/items"),
+        ("GET", "/healthz"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/nope"),
+        # Django's full handler: the admin and static files
+        ("GET", "/admin/login/"),
+        ("GET", "/static/ninja/swagger-ui-bundle.js"),
+    ],
 )
 def test_a_host_not_allowed_is_a_json_400_on_every_api_path(server, method, path):
     r = httpx.request(method, server + path, headers={"Host": "rebound.example"}, json={"id": 1, "name": "x"})

@@ -67,6 +67,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # first: X-Request-ID on every response, the id on every log line, the access line (pxtserve.request_id)
     "pxtserve.request_id.RequestIdMiddleware",
+    # a Host that ALLOWED_HOSTS does not allow is a JSON 400 here too, as on the API paths
+    "pxtserve.api_errors.AllowedHostsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # serves /static/ (Swagger UI, admin) under uvicorn with DEBUG off, offline
     "whitenoise.middleware.WhiteNoiseMiddleware",
