@@ -11,15 +11,15 @@ says what was wrong.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import markcoroutinefunction
 from django.core.exceptions import BadRequest, DisallowedHost, RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 
 from pxtserve.errors import ApiError, error_response
+from pxtserve.middleware import DualModeMiddleware
 
 # what a status means when Django gives it without saying why
 _STATUS_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "REQUEST_TOO_LARGE"}
@@ -67,24 +67,13 @@ def host_refused(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
-class AllowedHostsMiddleware:
+class AllowedHostsMiddleware(DualModeMiddleware):
     """The same JSON 400 for the paths of Django's full handler (admin, static), first in settings.MIDDLEWARE."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
+    def call(self, request: HttpRequest) -> HttpResponseBase:
         return host_refused(request) or self.get_response(request)
 
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
         return host_refused(request) or await self.get_response(request)
 
 

@@ -19,13 +19,13 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from pxtserve.middleware import DualModeMiddleware
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
@@ -66,28 +66,17 @@ def bound(request_id: str | None) -> Iterator[None]:
         _current.reset(token)
 
 
-class RequestIdMiddleware:
-    """Sync and async capable: first in the lean API chain (async) and in settings.MIDDLEWARE (either)."""
+class RequestIdMiddleware(DualModeMiddleware):
+    """First in the lean API chain (async) and in settings.MIDDLEWARE (either)."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self.__acall__(request)
+    def call(self, request: HttpRequest) -> HttpResponseBase:
         request_id, token, started = self._start(request)
         try:
             return self._finish(request, self.get_response(request), request_id, started)
         finally:
             _current.reset(token)
 
-    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
         request_id, token, started = self._start(request)
         try:
             return self._finish(request, await self.get_response(request), request_id, started)
