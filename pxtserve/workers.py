@@ -20,7 +20,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -72,47 +71,6 @@ class WorkerProcess:
         self.process.wait()
         if self.process.stdin is not None:
             self.process.stdin.close()
-
-
-class DeferredWorkers:
-    """The worker cluster, started once the web server accepts connections.
-
-    Each job worker imports Pixeltable and builds the service as it starts; on two cores
-    that would compete with the web server's own start, which is what a restart waits for.
-    Jobs submitted meanwhile wait in the broker.
-    """
-
-    def __init__(self, host: str, port: int, timeout: float = 300.0) -> None:
-        # a wildcard bind answers on loopback
-        self._address = ({"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host), port)
-        self._timeout = timeout
-        self._lock = threading.Lock()
-        self._stopped = False
-        self._workers: WorkerProcess | None = None
-        self._thread = threading.Thread(target=self._start_when_serving, name="pxtserve-workers", daemon=True)
-        self._thread.start()
-
-    def _start_when_serving(self) -> None:
-        deadline = time.monotonic() + self._timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._stopped:
-                    return
-            try:
-                socket.create_connection(self._address, timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        with self._lock:
-            if not self._stopped:
-                self._workers = WorkerProcess.start()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-            workers = self._workers
-        if workers is not None:
-            workers.stop()
 
 
 def on_worker_spawn(sender: Any, proc_name: str = "", **kwargs: Any) -> None:

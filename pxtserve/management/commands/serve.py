@@ -141,7 +141,7 @@ class Command(BaseCommand):
         from pxtserve.asgi import build_application
         from pxtserve.jobs.recovery import start_up
         from pxtserve.server import HTTP_PROTOCOL
-        from pxtserve.workers import DeferredWorkers
+        from pxtserve.workers import WorkerProcess
 
         data_directory = _data_directory()
         if data_directory:
@@ -162,7 +162,7 @@ class Command(BaseCommand):
         worker_process = None
         try:
             if workers:
-                worker_process = DeferredWorkers(config.host, config.port)
+                worker_process = WorkerProcess.start()
             if processes == 1:
                 app: Any = build_application()
             else:
