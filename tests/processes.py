@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -51,3 +52,32 @@ def serve_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     for name in ("PXTSERVE_SERVICE_JSON", "PXTSERVE_CONFIG", "PXTSERVE_SERVICE"):
         env.pop(name, None)
     return env
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM a process started in its own session (and so its group), SIGKILL the group if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def stop_embedded_postgres(pgdata: Path) -> None:
+    """Stop the PostgreSQL a server's Pixeltable started in `pgdata`: Pixeltable leaves it running on purpose."""
+    import psutil
+
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return
+    try:
+        postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+        # a pid from the file may have been reused since: it is ours only if it serves this directory
+        if str(pgdata.resolve()) not in " ".join(postmaster.cmdline()):
+            return
+        postmaster.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown
+        postmaster.wait(30)
+    except (psutil.NoSuchProcess, ValueError, IndexError):
+        pass

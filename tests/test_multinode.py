@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from tests.processes import free_port, wait_until_up
+from tests.processes import free_port, stop_group, wait_until_up
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,16 +37,6 @@ query = "tests.pxt_app.multinode_schema.event_by_id"
 one_row = true
 method = "get"
 """
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_two_nodes_and_a_separate_worker_share_one_catalog_database_and_broker(postgres_url, redis_url, tmp_path):
@@ -127,7 +116,7 @@ def test_two_nodes_and_a_separate_worker_share_one_catalog_database_and_broker(p
         assert httpx.get(f"{node_a}/events/get", params={"id": 2}).json()["shout"] == "QUEUED"
     finally:
         for proc in reversed(procs):
-            stop(proc)
+            stop_group(proc)
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{django_db}" WITH (FORCE)'))
         admin.dispose()

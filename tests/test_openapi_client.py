@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tomllib
@@ -28,7 +27,7 @@ import httpx
 import pytest
 from django.test import Client, override_settings
 
-from tests.processes import REPO, free_port, serve_env, wait_until_up
+from tests.processes import REPO, free_port, serve_env, stop_embedded_postgres, stop_group, wait_until_up
 
 DEMO = REPO / "examples" / "demo" / "service.toml"
 OPERATION_ID = re.compile(r"^[A-Za-z0-9_]+$")
@@ -184,34 +183,6 @@ def test_service_document_version_is_pxtserve_version(serve: Any) -> None:
 # --- the demo, served for real, and a client generated from its document ------------------------------------------
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _stop_pixeltable_postgres(pgdata: Path) -> None:
-    """Stop the PostgreSQL the server's Pixeltable started in `pgdata`: Pixeltable leaves it running on purpose."""
-    import psutil
-
-    pid_file = pgdata / "postmaster.pid"
-    if not pid_file.exists():
-        return
-    try:
-        postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
-        # a pid from the file may have been reused since: it is ours only if it serves this directory
-        if str(pgdata.resolve()) not in " ".join(postmaster.cmdline()):
-            return
-        postmaster.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown
-        postmaster.wait(30)
-    except (psutil.NoSuchProcess, ValueError, IndexError):
-        pass
-
-
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`manage.py serve demo` on a free port and a throwaway Pixeltable home; yields its base URL."""
@@ -231,8 +202,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_until_up(f"{base}/openapi.json", proc, output=lambda: log_path.read_text(errors="replace"))
         yield base
     finally:
-        _stop(proc)
-        _stop_pixeltable_postgres(pixeltable_home / "pgdata")
+        stop_group(proc)
+        stop_embedded_postgres(pixeltable_home / "pgdata")
 
 
 def test_demo_document_has_readable_unique_ids_and_the_version(demo_server: str) -> None:

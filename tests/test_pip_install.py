@@ -29,7 +29,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.processes import free_port, wait_until_up
+from tests.processes import free_port, stop_embedded_postgres, wait_until_up
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120
@@ -189,15 +189,7 @@ def pixeltable_home(tmp_path: Path) -> Iterator[Path]:
     stopped at the end."""
     home = tmp_path / "pixeltable"
     yield home
-    pid_file = home / "pgdata" / "postmaster.pid"
-    if pid_file.exists():
-        pid = int(pid_file.read_text().splitlines()[0])
-        try:
-            postgres = psutil.Process(pid)
-            postgres.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
-            postgres.wait(timeout=30)
-        except psutil.NoSuchProcess:
-            pass
+    stop_embedded_postgres(home / "pgdata")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> int:
