@@ -52,6 +52,8 @@ class Job(models.Model):
     # the X-Request-ID of the request that made it (pxtserve.request_id): the worker's log lines carry it too,
     # so one id finds the request's and the job's lines; indexed, for the admin's search from a log line
     request_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    # the submitting request's W3C trace context (pxtserve.tracing), so the worker's spans continue its trace
+    trace_context = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ("-submitted_at",)
