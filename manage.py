@@ -6,6 +6,10 @@ import sys
 
 
 def main() -> None:
+    from pxtserve.startup import pause_for_serve
+
+    # serve starts faster without the cyclic GC scanning what its imports create (pxtserve.startup)
+    pause_for_serve(sys.argv[1:])
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     from django.core.management import execute_from_command_line
 

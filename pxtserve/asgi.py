@@ -20,9 +20,10 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
 from django.urls import set_script_prefix
 
-from pxtserve import conf
+from pxtserve import conf, startup
 from pxtserve.errors import ApiError, error_response
 from pxtserve.limits import BodySizeLimit
+from pxtserve.request_id import RequestIdAsgi
 
 
 class ApiRequest(ASGIRequest):
@@ -129,7 +130,7 @@ def build_application() -> Any:
     if static_url:
         prefixes.append(static_url if static_url.startswith("/") else f"/{static_url}")
     app = PathDispatcher(ApiHandler(), full, tuple(prefixes))
-    return BodySizeLimit(app, lambda: conf.settings().MAX_REQUEST_BODY)
+    return RequestIdAsgi(BodySizeLimit(app, lambda: conf.settings().MAX_REQUEST_BODY))
 
 
 _application: Any = None
@@ -141,5 +142,7 @@ def __getattr__(name: str) -> Any:
     if name != "application":
         raise AttributeError(name)
     if _application is None:
-        _application = build_application()
+        # a `--workers N` process builds Django, Pixeltable and the service here (pxtserve.startup says why)
+        with startup.paused():
+            _application = build_application()
     return _application

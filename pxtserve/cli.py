@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from pxtserve.startup import pause_for_serve
+
 SETTINGS_MODULE = "pxtserve.site.settings"
 
 
@@ -19,6 +21,8 @@ def main(argv: list[str] | None = None, prog: str = "pxtserve") -> None:
         # Django's own --version would print Django's version under pxtserve's name
         print(_version())
         return
+    # serve starts faster without the cyclic GC scanning what its imports create (pxtserve.startup)
+    pause_for_serve(args)
     # a settings module the caller chose (their own site, or project.settings in a checkout) wins
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
     # A console script's sys.path[0] is its bin/ directory, not the current one, so the service file's

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pxtserve.middleware import DualModeMiddleware
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
 
 HEADER = "X-Request-ID"
+_HEADER_BYTES = HEADER.lower().encode()
+# where RequestIdAsgi leaves the id in the ASGI scope, for the middleware
+SCOPE_KEY = "pxtserve.request_id"
 # what an id may be: short and free of anything that could forge a log line or a header (CR/LF, quotes, spaces)
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
@@ -85,7 +88,9 @@ class RequestIdMiddleware(DualModeMiddleware):
 
     @staticmethod
     def _start(request: HttpRequest) -> tuple[str, Token[str | None], float]:
-        request_id = from_client(request.headers.get(HEADER))
+        scope = getattr(request, "scope", None)
+        # RequestIdAsgi chose it when it wraps the application (it answers what fails before Django with it, too)
+        request_id = (scope or {}).get(SCOPE_KEY) or from_client(request.headers.get(HEADER))
         request.request_id = request_id  # type: ignore[attr-defined]  # for views that answer with it
         return request_id, _current.set(request_id), time.perf_counter()
 
@@ -106,9 +111,12 @@ def log_access(request: HttpRequest, status: int, duration_ms: float) -> None:
     scope = getattr(request, "scope", None)
     version = f"HTTP/{scope.get('http_version', '1.1')}" if scope else request.META.get("SERVER_PROTOCOL", "HTTP/1.1")
     client = request.META.get("REMOTE_ADDR") or "-"
-    method = request.method or "-"
+    _access_line(client, request.method or "-", request.path, version, status, duration_ms)
+
+
+def _access_line(client: str, method: str, path: str, version: str, status: int, duration_ms: float) -> None:
     # percent-encoded again, as the client sent it: the decoded path may hold a newline or quotes that would fake a line
-    path = quote(request.path, safe="/:@!$&'()*+,;=~")
+    path = quote(path, safe="/:@!$&'()*+,;=~")
     access_logger.info(
         '%s - "%s %s %s" %d %.1f ms',
         client,
@@ -125,3 +133,51 @@ def log_access(request: HttpRequest, status: int, duration_ms: float) -> None:
             "duration_ms": round(duration_ms, 1),
         },
     )
+
+
+class RequestIdAsgi:
+    """The outermost ASGI wrapper of `pxtserve.asgi.build_application`: an answer made before Django's handler runs
+    (pxtserve.limits' 413, a request Django cannot decode) carries an `X-Request-ID` and an access line too.
+
+    It chooses the id and leaves it in the scope; RequestIdMiddleware, which sees every request Django handles,
+    takes it from there, sets the header and logs the access line. A response that leaves without the header never
+    passed the middleware: this wrapper adds the header and logs the line for it.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = next((value.decode("latin-1") for name, value in scope["headers"] if name == _HEADER_BYTES), None)
+        request_id = scope[SCOPE_KEY] = from_client(sent)
+        started = time.perf_counter()
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                if not any(name.lower() == _HEADER_BYTES for name, _ in headers):
+                    message = {**message, "headers": [*headers, (_HEADER_BYTES, request_id.encode())]}
+                    _log_scope_access(scope, message["status"], (time.perf_counter() - started) * 1000)
+            await send(message)
+
+        token = _current.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _current.reset(token)
+
+
+def _log_scope_access(scope: dict[str, Any], status: int, duration_ms: float) -> None:
+    if access_logger.isEnabledFor(logging.INFO):
+        client = scope.get("client")
+        _access_line(
+            client[0] if client else "-",
+            scope.get("method", "-"),
+            scope.get("path", ""),
+            f"HTTP/{scope.get('http_version', '1.1')}",
+            status,
+            duration_ms,
+        )

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pxtserve import startup
+
 _logger = logging.getLogger(__name__)
 
 # how long `serve` waits for the workers to finish their current jobs before killing them
@@ -83,6 +85,12 @@ def on_worker_spawn(sender: Any, proc_name: str = "", **kwargs: Any) -> None:
     """
     if multiprocessing.current_process().name == "MainProcess":
         return  # django-q2's sync mode runs the "worker" in the calling process
+    # the worker imports Pixeltable and builds the service here (pxtserve.startup says why)
+    with startup.paused():
+        _prepare_worker(proc_name)
+
+
+def _prepare_worker(proc_name: str) -> None:
     from pxtserve.pxt_internals import dispose_inherited_engine
 
     dispose_inherited_engine()

@@ -64,6 +64,37 @@ def test_body_over_the_limit_is_413_before_the_view(pxt_tables, new_id):
         assert chunked.status_code == 413
 
 
+def test_a_request_django_cannot_decode_is_a_json_400_with_a_request_id(pxt_tables):
+    # uvicorn refuses such a request line itself; another ASGI server may pass the bytes on
+    messages: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        messages.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/healthz",
+        "raw_path": b"/healthz",
+        "query_string": b"q=\xff\xfe",  # not UTF-8
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), (b"x-request-id", b"undecodable-1")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    asyncio.run(asgi_app()(scope, receive, send))
+    start, body = messages[0], b"".join(m.get("body", b"") for m in messages[1:])
+    headers = dict(start["headers"])
+    assert start["status"] == 400 and headers[b"x-request-id"] == b"undecodable-1", start
+    assert json.loads(body)["detail"]["error_code"] == "BAD_REQUEST", body
+
+
 def test_cors_is_off_by_default_and_follows_the_setting(pxt_tables):
     urls = urlconf_for(SERVICE)
     origin = {"Origin": "https://app.example.com"}

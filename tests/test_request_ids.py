@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -198,6 +199,37 @@ def test_error_responses_and_the_full_django_paths_carry_the_id(server, method, 
     assert r.headers["x-request-id"] == f"err-{status}"
     if status >= 400:
         assert r.headers["content-type"].startswith("application/json"), r.headers
+
+
+def _raw_exchange(base: str, request: bytes) -> tuple[int, dict[str, str]]:
+    """Send `request` as-is on a socket (what httpx would refuse or fix); the status and headers answered."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in head[1:])
+    return int(head[0].split()[1]), headers
+
+
+@pytest.mark.parametrize(
+    ("request_line", "extra", "status"),
+    [
+        # pxtserve.limits answers a declared body over MAX_REQUEST_BODY before Django reads it (uvicorn itself
+        # refuses a request line Django could not decode; tests/test_limits.py sends one over ASGI)
+        (b"POST /items HTTP/1.1", b"Content-Type: application/json\r\nContent-Length: 10000000000000\r\n", 413),
+    ],
+)
+def test_answers_made_before_django_carry_the_id_and_an_access_line(server, request_line, extra, status):
+    rid = f"pre-django-{status}"
+    raw = request_line + b"\r\nHost: 127.0.0.1\r\nX-Request-ID: " + rid.encode() + b"\r\n" + extra + b"\r\n"
+    got, headers = _raw_exchange(server.base, raw)
+    assert got == status, headers
+    assert headers["x-request-id"] == rid and headers["content-type"] == "application/json", headers
+    [line] = server.lines_with(f"[{rid}]")
+    assert "pxtserve.access" in line and f" {status} " in line, line
 
 
 def test_the_access_line_carries_the_id_in_the_text_format(server):

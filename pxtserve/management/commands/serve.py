@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from pxtserve import conf
+from pxtserve import conf, startup
 from pxtserve.config import ServiceConfig, load_service, parse_service
 from pxtserve.errors import ServiceConfigError
 from pxtserve.logs import FORMATS as LOG_FORMATS
@@ -169,6 +169,8 @@ class Command(BaseCommand):
                 # uvicorn spawns the processes and imports the app in each; they build the same
                 # service from PXTSERVE_SERVICE_JSON (set by activate) and start Pixeltable themselves
                 app = "pxtserve.asgi:application"
+            # built: collect garbage again (pxtserve.startup; manage.py and the console script paused it)
+            startup.resume()
             uvicorn.run(
                 app,
                 host=config.host,
