@@ -15,7 +15,7 @@ from typing import Any
 
 from django.apps import AppConfig, apps
 from django.conf import settings as django_settings
-from django.core.checks import CheckMessage, Error, register, run_checks
+from django.core.checks import CheckMessage, Error, Tags, register, run_checks
 from django.core.checks import Warning as CheckWarning
 
 from pxtserve import conf
@@ -26,6 +26,7 @@ TAG = "pxtserve"
 
 # the service-file check's id: `serve` leaves it out (below)
 SERVICE_FILE_ERROR = "pxtserve.E004"
+SERVICE_BUILD_ERROR = "pxtserve.E005"
 
 _REQUIRED_APPS = {
     "ninja": ("pxtserve.E001", "the API is a Django Ninja NinjaAPI (its docs page needs the app's templates)"),
@@ -85,6 +86,31 @@ def check_service_file(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -
             id=SERVICE_FILE_ERROR,
         )
     ]
+
+
+@register(Tags.urls)
+def check_service_builds(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    """The configured service builds (its modules import, its tables open, its routes register).
+
+    Tagged as a URL check, as Django's own URLconf check, which builds it the same way: `serve`'s checks
+    (serve_issues) leave it out, since serve builds the service its command line names, never this one.
+    """
+    current = _settings()
+    if current is None or current.CONFIG is None or conf.service_json_from_env():
+        return []
+    # imported here: building the service imports Pixeltable, which no command without a service file needs
+    from pxtserve.config import load_service
+    from pxtserve.service import active_service
+
+    try:
+        load_service(current.CONFIG, current.SERVICE)
+    except (ServiceConfigError, OSError):
+        return []  # check_service_file reports it
+    try:
+        active_service()
+    except ServiceConfigError as exc:
+        return [Error(str(exc), hint="its paths answer 503 until it builds", id=SERVICE_BUILD_ERROR)]
+    return []
 
 
 @register(TAG)

@@ -68,7 +68,9 @@ class SchemaGuard:
 class TableInfo:
     table: pxt.Table
     table_id: str
-    path: str
+    path: str  # Pixeltable's own ("dir/table"): what keys and the OpenAPI details use
+    # as the route names it ("dir.table" in a service file), for messages: they name what the user wrote
+    name: str
     kind: str  # 'table', 'view', 'snapshot'
     columns: dict[str, ColumnInfo]
     primary_key: list[str]
@@ -95,6 +97,7 @@ class TableInfo:
             table_id=str(md["id"]),
             guard=SchemaGuard(tbl, int(md["schema_version"])),
             path=md["path"],
+            name=table if isinstance(table, str) else md["path"],
             kind=md["kind"],
             columns=columns,
             primary_key=list(md.get("primary_key") or []),

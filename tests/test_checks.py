@@ -4,6 +4,7 @@ and `manage.py check` / `check --deploy` report them from a real process."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -147,10 +148,27 @@ def test_check_fails_on_a_broken_service_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(BROKEN)
     message = f"{bad}: service 'x': field 'bogus': unknown field"
-    # Django's URL check imports pxtserve.urls, whose import loads the same file and stops the command
-    result = manage("check", PXTSERVE_CONFIG=str(bad))
-    assert result.returncode != 0 and message in result.stderr
-    # without the URL checks, pxtserve's check reports it as a check error
-    result = manage("check", "--tag", "pxtserve", PXTSERVE_CONFIG=str(bad))
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert f"(pxtserve.E004) {message}" in result.stderr
+    # Django's URL check imports pxtserve.urls too, which must not end the command in a traceback
+    for args in (["check"], ["check", "--tag", "pxtserve"]):
+        result = manage(*args, PXTSERVE_CONFIG=str(bad))
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert f"(pxtserve.E004) {message}" in result.stderr
+
+
+def test_a_service_that_does_not_build_is_a_check_error_and_a_503_not_a_broken_urlconf(tmp_path):
+    unbuildable = tmp_path / "later.toml"
+    unbuildable.write_text(UNBUILDABLE)
+    result = manage("check", PXTSERVE_CONFIG=str(unbuildable))
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "(pxtserve.E005)" in result.stderr and "no_such_module_anywhere" in result.stderr, result.stderr
+    # the site's URLconf still loads: its own pages answer, the service's paths say it is unavailable
+    script = (
+        "import django, json; django.setup(); from django.test import Client; c = Client(); "
+        "r = c.get('/x'); print(json.dumps([c.get('/healthz').status_code, r.status_code, r.json()]))"
+    )
+    result = manage("shell", "-c", script, PXTSERVE_CONFIG=str(unbuildable))
+    assert result.returncode == 0, result.stderr
+    healthz, status, body = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (healthz, status, body["detail"]["error_code"]) == (200, 503, "SERVICE_UNAVAILABLE"), body
+    assert "no_such_module_anywhere" not in json.dumps(body)  # the reason is the operator's: in the log
+    assert "no_such_module_anywhere" in result.stderr

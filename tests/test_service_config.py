@@ -67,7 +67,7 @@ HEAD = '[[service]]\nname = "svc"\n'
         ),
         (
             'type = "update"\ntable = "pxtserve_test.nopk"\npath = "/u"',
-            "route #1 (/u): field 'table': table 'pxtserve_test/nopk' has no primary key",
+            "route #1 (/u): field 'table': table 'pxtserve_test.nopk' has no primary key",
         ),
         (
             'type = "update"\ntable = "pxtserve_test.items"\npath = "/u"\ninputs = ["id"]',
@@ -79,7 +79,7 @@ HEAD = '[[service]]\nname = "svc"\n'
         ),
         (
             'type = "delete"\ntable = "pxtserve_test.nopk"\npath = "/d"',
-            "field 'match_columns': table 'pxtserve_test/nopk' has no primary key",
+            "field 'match_columns': table 'pxtserve_test.nopk' has no primary key",
         ),
         (
             'type = "delete"\ntable = "pxtserve_test.items"\npath = "/d"\nmatch_columns = ["zzz"]',

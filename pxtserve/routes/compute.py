@@ -38,11 +38,11 @@ class ComputeRoute(TableRowsSpec):
         chain = lineage(info.table)  # the table's metadata, then its bases', up to the root
         if any(md["kind"] == "snapshot" for md in chain):
             raise RouteDefinitionError(
-                f"cannot compute {info.kind} {info.path!r}: its base hierarchy contains a snapshot", field="table"
+                f"cannot compute {info.kind} {info.name!r}: its base hierarchy contains a snapshot", field="table"
             )
         if any(md.get("view_sample") for md in chain):
             raise RouteDefinitionError(
-                f"cannot compute view {info.path!r}: it is defined with a sample clause", field="table"
+                f"cannot compute view {info.name!r}: it is defined with a sample clause", field="table"
             )
         root = info if len(chain) == 1 else TableInfo.of(chain[-1]["path"])
         contract = row_contract(self, input_columns=root.columns, output_columns=info.columns)
@@ -66,7 +66,7 @@ class ComputeRoute(TableRowsSpec):
             method="POST",
             **contract.operation_fields(),
             response_model=None if self.return_fileresponse else response_model,
-            summary=f"Compute {info.path} for a row of {root.path} (nothing is stored)",
+            summary=f"Compute {info.name} for a row of {root.name} (nothing is stored)",
             details={"table": info.path, "base": root.path, "outputs": contract.outputs, "iterator": iterator},
             shape=shape,
             no_row_message=NO_ROW,

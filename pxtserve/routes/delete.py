@@ -28,10 +28,10 @@ class DeleteRoute(RouteSpec):
     def build_operation(self) -> DeleteOperation:
         info = TableInfo.of(self.table)
         if info.kind != "table":
-            raise RouteDefinitionError(f"cannot delete from {info.kind} {info.path!r}", field="table")
+            raise RouteDefinitionError(f"cannot delete from {info.kind} {info.name!r}", field="table")
         if self.match_columns is None and not info.primary_key:
             raise RouteDefinitionError(
-                f"table {info.path!r} has no primary key; list the columns to match in match_columns",
+                f"table {info.name!r} has no primary key; list the columns to match in match_columns",
                 field="match_columns",
             )
         matchable = {n: c for n, c in info.columns.items() if not c.is_media}
@@ -52,7 +52,7 @@ class DeleteRoute(RouteSpec):
             request_model=request_model(self.kind, self.path, fields),
             input_location="body",
             response_model=schemas.DeleteResponse,
-            summary=f"Delete rows of {info.path} matching {', '.join(names)}",
+            summary=f"Delete rows of {info.name} matching {', '.join(names)}",
             writes=True,
             details={"table": info.path, "match_columns": names},
             info=info,

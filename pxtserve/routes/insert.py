@@ -24,7 +24,7 @@ class InsertRoute(TableRowsSpec):
     def build_operation(self) -> InsertOperation:
         info = TableInfo.of(self.table)
         if info.kind != "table":
-            raise RouteDefinitionError(f"cannot insert into {info.kind} {info.path!r}", field="table")
+            raise RouteDefinitionError(f"cannot insert into {info.kind} {info.name!r}", field="table")
         contract = row_contract(self, input_columns=info.columns, output_columns=info.columns)
         required = [n for n, c in info.columns.items() if not (c.is_computed or c.col_type.nullable)]
         check_required(required, contract, table=info.path)
@@ -33,7 +33,7 @@ class InsertRoute(TableRowsSpec):
             method="POST",
             **contract.operation_fields(),
             response_model=None if self.return_fileresponse else contract.row_model,
-            summary=f"Insert a row into {info.path}",
+            summary=f"Insert a row into {info.name}",
             writes=True,
             details={"table": info.path, "outputs": contract.outputs},
             shape=Shape.ONE,

@@ -28,10 +28,10 @@ class UpdateRoute(TableRowsSpec):
     def build_operation(self) -> UpdateOperation:
         info = TableInfo.of(self.table)
         if info.kind != "table":
-            raise RouteDefinitionError(f"cannot update {info.kind} {info.path!r}", field="table")
+            raise RouteDefinitionError(f"cannot update {info.kind} {info.name!r}", field="table")
         if not info.primary_key:
             raise RouteDefinitionError(
-                f"table {info.path!r} has no primary key; update routes identify the row by it", field="table"
+                f"table {info.name!r} has no primary key; update routes identify the row by it", field="table"
             )
         for name in self.inputs or []:
             col = info.columns.get(name)
@@ -67,7 +67,7 @@ class UpdateRoute(TableRowsSpec):
             response_model=None
             if self.return_fileresponse
             else row_model(self.kind, self.path, output_names, info.columns),
-            summary=f"Update a row of {info.path} by primary key",
+            summary=f"Update a row of {info.name} by primary key",
             writes=True,
             partial_inputs=True,
             media_outputs=any(t.is_media_type() for t in output_types.values()),
@@ -96,5 +96,5 @@ class UpdateOperation(RowsOperation):
                 row = writer_for(self.info).update(inputs)
                 rows = [row] if row is not None else []
         if not rows:
-            raise ApiError(404, "ROW_NOT_FOUND", f"no row in {self.info.path!r} has primary key {key}")
+            raise ApiError(404, "ROW_NOT_FOUND", f"no row in {self.info.name!r} has primary key {key}")
         return rows
