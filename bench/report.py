@@ -17,6 +17,8 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REFERENCE = "reference"
 OURS = "pxtserve"
+# pxtserve with PXTSERVE_METRICS=0 (`run.py --metrics-off`): what the metrics cost is OURS against it
+METRICS_OFF = "pxtserve metrics-off"
 
 
 @dataclass
@@ -125,6 +127,8 @@ def markdown_table(
     short = "/".join(_short(t) for t in targets)
     header = ["route", "clients", *(f"{t} req/s" for t in targets)]
     header += [f"{t}/ref" for t in servers if REFERENCE in targets]
+    on_off = OURS in targets and METRICS_OFF in targets
+    header += ["metrics on/off"] if on_off else []
     header += [f"{t} p50/p99 ms" for t in targets]
     header += [f"errors {short}", f"RSS MiB {short}", f"new conns/s {short}"]
     lines = [
@@ -149,6 +153,7 @@ def markdown_table(
         row += [_rps_cell(s) for s in row_summaries]
         ref = by_target.get(REFERENCE)
         row += [_ratio(by_target.get(t), ref) for t in servers if REFERENCE in targets]
+        row += [_ratio(by_target.get(OURS), by_target.get(METRICS_OFF))] if on_off else []
         row += [_latency_cell(s) for s in row_summaries]
         row += [
             _errors_cell(row_summaries),

@@ -32,7 +32,7 @@ from bench.loadgen import (
     wrk_available,
     wrk_threads,
 )
-from bench.report import Cell
+from bench.report import METRICS_OFF, Cell
 from bench.servers import ServerTarget
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -54,6 +54,8 @@ class Options:
     pxtserve_workers: list[int]
     jobs: bool
     jobs_n: int
+    batch: bool
+    metrics_off: bool
     keep_home: bool
     home: Path | None
 
@@ -75,6 +77,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--no-jobs", action="store_true", help="skip the background-jobs figure")
     parser.add_argument("--jobs-n", type=int, default=200, help="jobs per background-jobs measurement (default 200)")
+    parser.add_argument("--no-batch", action="store_true", help="skip the batch-insert figure (bench/batch.py)")
+    parser.add_argument(
+        "--metrics-off", action="store_true", help=f"also run pxtserve with PXTSERVE_METRICS=0 as '{METRICS_OFF}'"
+    )
     parser.add_argument("--keep-home", action="store_true", help="keep the PIXELTABLE_HOME (and server logs)")
     parser.add_argument("--home", type=Path, help="PIXELTABLE_HOME to use (default: a new temporary directory)")
     args = parser.parse_args(argv)
@@ -94,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         pxtserve_workers=[int(n) for n in _csv(args.pxtserve_workers)],
         jobs=not args.no_jobs,
         jobs_n=args.jobs_n,
+        batch=not args.no_batch,
+        metrics_off=args.metrics_off,
         keep_home=args.keep_home,
         home=args.home,
     )
@@ -135,6 +143,9 @@ class Benchmark:
         if "pxtserve" in names:
             self._check_service_file()
             self.servers["pxtserve"] = pxtserve_target(self.service_file)
+            if self.options.metrics_off:
+                self.servers[METRICS_OFF] = pxtserve_target(self.service_file, name=METRICS_OFF, metrics=False)
+                names.insert(names.index("pxtserve") + 1, METRICS_OFF)
             for n in self.options.pxtserve_workers:
                 if "--workers" in serve_flags().replace("--no-workers", ""):
                     name = f"pxtserve x{n}"
@@ -307,6 +318,23 @@ class Benchmark:
             print(f"background jobs: {target.name}: {results[target.name]}", flush=True)
         return results
 
+    def run_batch(self) -> dict[str, Any]:
+        """The batch-insert figure (bench/batch.py), against pxtserve."""
+        from bench.batch import measure_batch
+        from bench.servers import Server
+
+        base = self.ids.next_base()
+        print("batch inserts ...", flush=True)
+        try:
+            with Server(self.servers["pxtserve"], self.log_dir) as server:
+                result = measure_batch(server.url, base).as_dict()
+        except Exception as exc:  # noqa: BLE001 - reported in the figure, the run goes on
+            result = {"skipped": f"{type(exc).__name__}: {exc}"[:2000]}
+        finally:
+            bench_home.remove_range(base)
+        print(f"batch inserts: {result}", flush=True)
+        return result
+
     def close(self) -> None:
         self.poller.close()
 
@@ -339,8 +367,15 @@ def _describe(cell: Cell) -> str:
     )
 
 
-def report(bench: Benchmark, targets: list[str], jobs: dict[str, dict[str, Any]], machine: dict[str, Any]) -> None:
+def report(
+    bench: Benchmark,
+    targets: list[str],
+    jobs: dict[str, dict[str, Any]],
+    machine: dict[str, Any],
+    batch: dict[str, Any] | None = None,
+) -> None:
     from bench import report as rep
+    from bench.batch import batch_table
 
     opts = bench.options
     config = {"repeat": opts.repeat, "duration": opts.duration, "warmup": opts.warmup}
@@ -348,6 +383,8 @@ def report(bench: Benchmark, targets: list[str], jobs: dict[str, dict[str, Any]]
     markdown = rep.markdown_table(table, targets, machine, config)
     if jobs:
         markdown += "\n\n" + rep.jobs_table(jobs)
+    if batch:
+        markdown += "\n\n" + batch_table(batch)
     if bench.notes:
         markdown += "\n\nNotes:\n" + "\n".join(f"- {note}" for note in bench.notes)
     failures = [c for c in bench.cells if not c.ok]
@@ -357,6 +394,7 @@ def report(bench: Benchmark, targets: list[str], jobs: dict[str, dict[str, Any]]
             "config": {**config, "clients": opts.clients, "routes": opts.routes, "targets": targets},
             "summary": rep.table_as_json(table),
             "jobs": jobs,
+            "batch": batch,
             "notes": bench.notes,
             "cells": bench.cells,
         }
@@ -386,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         targets = bench.set_up_targets()
         bench.run_all(targets)
         jobs = bench.run_jobs() if options.jobs and any(t in bench.servers for t in ("pxtserve", "reference")) else {}
-        report(bench, targets, jobs, machine)
+        batch = bench.run_batch() if options.batch and "pxtserve" in bench.servers else None
+        report(bench, targets, jobs, machine, batch)
         print(f"total time: {time.monotonic() - started:.0f} s")
         return 0
     except KeyboardInterrupt:

@@ -31,6 +31,7 @@ class ServerTarget:
     command: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
     processes: int = 1  # web server processes: each one initializes Pixeltable on its first request
+    env: tuple[tuple[str, str], ...] = ()  # the server's environment variables, on top of the benchmark's
 
     def argv(self, port: int) -> list[str]:
         return [part.replace(PORT_PLACEHOLDER, str(port)) for part in self.command]
@@ -44,9 +45,15 @@ def reference_target() -> ServerTarget:
 
 
 def pxtserve_target(
-    config: Path, *, name: str = "pxtserve", job_workers: bool = False, web_workers: int | None = None
+    config: Path,
+    *,
+    name: str = "pxtserve",
+    job_workers: bool = False,
+    web_workers: int | None = None,
+    metrics: bool = True,
 ) -> ServerTarget:
-    """`manage.py serve bench --config FILE`; without job workers unless asked, and --workers N if given."""
+    """`manage.py serve bench --config FILE`; without job workers unless asked, --workers N if given, and with
+    PXTSERVE_METRICS=0 (no metrics, no /metrics) for `metrics=False`."""
     flags = serve_flags()
     command = [sys.executable, "manage.py", "serve", "bench", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", PORT_PLACEHOLDER]
@@ -61,7 +68,8 @@ def pxtserve_target(
     # the reference logs no line per request (uvicorn with log_config=None, as `pxt service run`)
     if "--no-access-log" in flags:
         command.append("--no-access-log")
-    return ServerTarget(name, tuple(command), tuple(notes), processes=web_workers or 1)
+    env = () if metrics else (("PXTSERVE_METRICS", "0"),)
+    return ServerTarget(name, tuple(command), tuple(notes), processes=web_workers or 1, env=env)
 
 
 _serve_help: str | None = None
@@ -127,7 +135,11 @@ class Server:
     def start(self, timeout_s: float = 180.0) -> None:
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                self.target.argv(self.port), cwd=REPO_ROOT, env=os.environ.copy(), stdout=log, stderr=log
+                self.target.argv(self.port),
+                cwd=REPO_ROOT,
+                env={**os.environ, **dict(self.target.env)},
+                stdout=log,
+                stderr=log,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -451,7 +451,7 @@ def poll_jobs(ledger: Ledger, deadline_s: float) -> None:
                     break
                 body = r.json()
                 job["status"], job["body"] = body["status"], body
-                if body["status"] != "pending" or time.monotonic() > deadline:
+                if body["status"] not in ("pending", "running") or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
 

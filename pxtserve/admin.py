@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from pxtserve.models import Job
+from pxtserve.jobs.control import Report, cancel_jobs, retry_jobs
+from pxtserve.models import IdempotencyKey, Job
 
 
 def _pretty(value: Any) -> str:
@@ -21,8 +23,8 @@ def _pretty(value: Any) -> str:
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "route", "status", "submitted_at", "duration_display", "request_id")
-    list_filter = ("status", "route")
+    list_display = ("id", "route", "status", "submitted_at", "duration_display", "webhook_status", "request_id")
+    list_filter = ("status", "route", "webhook_status")
     # a request id from a log line (or a client's X-Request-ID) finds the job it made
     search_fields = ("id", "request_id")
     date_hierarchy = "submitted_at"
@@ -30,7 +32,19 @@ class JobAdmin(admin.ModelAdmin):
         (None, {"fields": ("id", "route", "status", "duration_display")}),
         ("Timing", {"fields": ("submitted_at", "started_at", "finished_at")}),
         ("Outcome", {"fields": ("result_display", "error", "error_detail_display", "traceback_display")}),
-        ("Request", {"fields": ("request_id", "inputs_display", "uploads_display", "media_base_url")}),
+        ("Request", {"fields": ("request_id", "inputs_display", "uploads_display", "media_base_url", "retry_of")}),
+        (
+            "Webhook",
+            {
+                "fields": (
+                    "webhook_url",
+                    "webhook_status",
+                    "webhook_attempts",
+                    "webhook_error",
+                    "webhook_delivered_at",
+                )
+            },
+        ),
         ("Execution", {"fields": ("route_digest", "task_id", "worker"), "classes": ("collapse",)}),
     )
     readonly_fields = (
@@ -48,18 +62,46 @@ class JobAdmin(admin.ModelAdmin):
         "inputs_display",
         "uploads_display",
         "media_base_url",
+        "retry_of",
         "request_id",
+        "webhook_url",
+        "webhook_status",
+        "webhook_attempts",
+        "webhook_error",
+        "webhook_delivered_at",
         "route_digest",
         "task_id",
         "worker",
     )
 
-    # jobs are created by requests and changed by workers only
+    actions = ("cancel_selected", "retry_selected")
+
+    # jobs are created by requests and changed by workers, and by the actions below: never edited
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
         return False
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        """Who may cancel and retry jobs: holders of the model's change permission (which no form uses)."""
+        return bool(request.user.has_perm("pxtserve.change_job"))
+
+    def _report(self, request: HttpRequest, verb: str, report: Report) -> None:
+        if report.done:
+            self.message_user(request, f"{verb} {len(report.done)} job(s): {', '.join(report.done)}", messages.SUCCESS)
+        if report.skipped:
+            self.message_user(
+                request, f"skipped {len(report.skipped)} job(s): {'; '.join(report.skipped)}", messages.WARNING
+            )
+
+    @admin.action(description="Cancel the selected pending jobs", permissions=["control"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._report(request, "cancelled", cancel_jobs(queryset))
+
+    @admin.action(description="Retry the selected failed jobs (each as a new job)", permissions=["control"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._report(request, "retried", retry_jobs(queryset))
 
     @admin.display(description="duration")
     def duration_display(self, job: Job) -> str:
@@ -87,3 +129,22 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="uploads")
     def uploads_display(self, job: Job) -> str:
         return _pretty(job.uploads)
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(admin.ModelAdmin):
+    """The Idempotency-Keys writing routes remember (pxtserve.idempotency), read-only: deleting one lets its
+    request run again."""
+
+    list_display = ("key", "route", "status", "response_status", "created_at", "owner")
+    list_filter = ("status", "route")
+    search_fields = ("key",)
+    readonly_fields = ("route", "key", "fingerprint", "status", "token", "owner", "created_at", "finished_at",
+                       "response_status", "response_headers")  # fmt: skip
+    exclude = ("response_body",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: IdempotencyKey | None = None) -> bool:
+        return False

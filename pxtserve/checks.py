@@ -150,6 +150,45 @@ def _can_write(directory: Path) -> bool:
     return existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
 
 
+@register(TAG)
+def check_webhook_secret(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    current = _settings()
+    if current is None or current.WEBHOOK_SECRET is not None:
+        return []
+    routes = _webhook_routes(current)
+    if not routes:
+        return []
+    from pxtserve.jobs.webhooks import unsigned_routes_message
+
+    return [
+        CheckWarning(
+            unsigned_routes_message(routes),
+            hint="set PXTSERVE['WEBHOOK_SECRET'] (PXTSERVE_WEBHOOK_SECRET); receivers check X-Pxtserve-Signature with it",
+            id="pxtserve.W006",
+        )
+    ]
+
+
+def _webhook_routes(current: conf.Settings) -> list[str]:
+    """The paths of the webhook routes known here: routers built so far, and PXTSERVE['CONFIG']'s (read, not built).
+
+    `serve` runs its checks before it reads its service: its router logs the same warning as it adds such a route.
+    """
+    from pxtserve import registry
+
+    found = {op.path for router in registry.live_routers() for op in router.operations if op.spec.webhook_url}
+    if current.CONFIG is not None and not conf.service_json_from_env():
+        from pxtserve.config import load_service
+
+        try:
+            service = load_service(current.CONFIG, current.SERVICE)
+        except (ServiceConfigError, OSError):
+            pass  # check_service_file reports it
+        else:
+            found |= {route.path for route in service.routes if route.webhook_url}
+    return sorted(found)
+
+
 def serve_issues() -> list[CheckMessage]:
     """The checks `manage.py serve` runs before serving: pxtserve's own and its deploy checks, not silenced.
 

@@ -16,7 +16,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from django.conf import settings as django_settings
@@ -42,6 +42,8 @@ class Settings(pydantic.BaseModel):
     # most rows one grouped insert/update call may carry (write coordination, pxtserve/writes.py);
     # twice this many write requests can wait for their table's writer at once (pxtserve/executor.py)
     WRITE_BATCH_MAX: PositiveInt = 64
+    # most rows one request of a `batch = true` route may carry (read when the route is registered)
+    MAX_BATCH_ROWS: PositiveInt = 1000
     # largest accepted file upload, in bytes (larger ones answer 413)
     MAX_UPLOAD_SIZE: PositiveInt = 100 * 1024 * 1024
     # media sent as JSON strings: server-local paths are accepted only inside these directories
@@ -60,6 +62,10 @@ class Settings(pydantic.BaseModel):
         # outermost: its X-Request-ID and access line cover the JSON error responses ApiErrorsMiddleware makes
         # (it replaces Django's responses with new ones, and answers a bad Host before calling inward)
         "pxtserve.request_id.RequestIdMiddleware",
+        # request metrics (pxtserve.metrics): outside ApiErrorsMiddleware, so they see its JSON errors' statuses
+        "pxtserve.metrics.MetricsMiddleware",
+        # a span per request when tracing is on (pxtserve.tracing); with it off, it leaves the chain at start
+        "pxtserve.tracing.TracingMiddleware",
         "pxtserve.api_errors.ApiErrorsMiddleware",
         "pxtserve.headers.SecurityMiddleware",
         # django-cors-headers (natively async): its CORS_* settings
@@ -75,6 +81,27 @@ class Settings(pydantic.BaseModel):
     MEDIA_OUTPUT_RETENTION_SECONDS: NonNegativeFloat = 7 * 24 * 3600.0
     # where files uploaded to background routes wait for a worker; default: <Pixeltable home>/pxtserve_job_uploads
     JOB_UPLOAD_DIR: Path | None = None
+    # OpenTelemetry traces (pxtserve.tracing; needs pxtserve[otel]); PXTSERVE_OTEL=1 and `serve --otel` turn it on too
+    OTEL: bool = False
+    # GET <prefix>/metrics (Prometheus) and the metrics behind it (pxtserve.metrics); off: a 404, and no metric is kept
+    METRICS: bool = True
+    # every PixeltableRouter's JSON routes as MCP tools at <mount>/mcp (pxtserve.mcp_endpoint; needs pxtserve[mcp]);
+    # a router's `mcp=` and a service's `mcp` field say otherwise for theirs
+    MCP: bool = False
+    # who may read /metrics: "service" (the service's own auth; anyone for a public service), "none" (anyone),
+    # or a list of keys, sent as `Authorization: Bearer <key>` or `X-API-Key`, accepted instead of the service's
+    METRICS_AUTH: Literal["service", "none"] | pydantic.conlist(str, min_length=1) = "service"  # type: ignore[valid-type]
+    # background routes' webhook_url (pxtserve/jobs/webhooks.py): the HMAC-SHA256 key deliveries are signed with;
+    # without one nothing is delivered (never unsigned; check pxtserve.W006)
+    WEBHOOK_SECRET: pydantic.SecretStr | None = None
+    # deliver to loopback, private and link-local addresses too (internal receivers); off: public addresses only
+    WEBHOOK_ALLOW_PRIVATE: bool = False
+    # attempts per delivery; the first retry waits WEBHOOK_RETRY_DELAY seconds, each later one twice the one before
+    WEBHOOK_ATTEMPTS: PositiveInt = 5
+    WEBHOOK_RETRY_DELAY: NonNegativeFloat = 1.0
+    WEBHOOK_TIMEOUT: PositiveFloat = 10.0
+    # seconds a writing route remembers an Idempotency-Key and its answer (pxtserve/idempotency.py)
+    IDEMPOTENCY_TTL: PositiveFloat = 24 * 3600.0
 
 
 def parse(raw: Any) -> Settings:
@@ -132,6 +159,24 @@ def service_json_from_env() -> str | None:
 
 def set_service_json_env(value: str) -> None:
     os.environ[SERVICE_JSON_ENV] = value
+
+
+# tracing on for every process of a serve, whatever their settings say (`serve --otel` sets it)
+OTEL_ENV = "PXTSERVE_OTEL"
+# a file every process appends its finished spans to as JSON lines (the tests' exporter)
+OTEL_TEST_FILE_ENV = "PXTSERVE_OTEL_TEST_FILE"
+
+
+def otel_enabled() -> bool:
+    return settings().OTEL or os.environ.get(OTEL_ENV) == "1"
+
+
+def enable_otel_env() -> None:
+    os.environ[OTEL_ENV] = "1"
+
+
+def otel_test_file() -> str | None:
+    return os.environ.get(OTEL_TEST_FILE_ENV) or None
 
 
 def expand_env_vars(text: str) -> str:

@@ -42,6 +42,8 @@ class ServiceConfig(BaseModel):
     auth: Literal["none", "api_key"] = "none"
     # an environment variable with comma-separated keys, in addition to settings.PXTSERVE["API_KEYS"]
     api_keys_env: str | None = None
+    # the routes as MCP tools at <prefix>/mcp (pxtserve.mcp_endpoint; needs pxtserve[mcp]); None: PXTSERVE["MCP"]
+    mcp: bool | None = None
     routes: list[RouteConfig] = []
     # where it was declared, for error messages; not part of the TOML syntax
     source: str | None = Field(default=None, exclude=True)

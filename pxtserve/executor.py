@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from pxtserve import conf
+from pxtserve import conf, metrics, tracing
 from pxtserve.errors import CallTimedOut
 from pxtserve.pxt_internals import close_pool_runtimes, default_db_pool_size
 
@@ -52,7 +52,9 @@ def _get(kind: str) -> ThreadPoolExecutor:
     with _lock:
         if kind not in _pools:
             size = _pool_size(kind)
-            _pools[kind] = (ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"pxtserve-{kind}"), size)
+            # the call pool counts its busy threads (pxtserve_pixeltable_pool_in_use)
+            pool_class = metrics.CountedPool if kind == "call" else ThreadPoolExecutor
+            _pools[kind] = (pool_class(max_workers=size, thread_name_prefix=f"pxtserve-{kind}"), size)
         return _pools[kind][0]
 
 
@@ -68,6 +70,8 @@ def get_write_pool() -> ThreadPoolExecutor:
 
 async def run_in_pool(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     loop = asyncio.get_running_loop()
+    if tracing.enabled:
+        fn = tracing.pool_call(fn)  # its span starts in the pool thread, under the request's
     # in a copy of the caller's context (run_in_executor does not copy it, asyncio.to_thread does): the request
     # id (pxtserve.request_id) stays on the log lines of the call
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
@@ -83,6 +87,8 @@ async def run_in_pool_with_timeout(
     running cannot be interrupted (Pixeltable offers no way to), so it finishes
     in its thread and its result is dropped.
     """
+    if tracing.enabled:
+        fn = tracing.pool_call(fn)
     # a copy of the caller's context, as run_in_pool: submit() runs `fn` in the pool thread's own
     future = (pool or get_pool()).submit(contextvars.copy_context().run, fn, *args)
     if timeout is None:

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql as sa_pg
 from sqlalchemy.dialects import sqlite as sa_sqlite
 from sqlalchemy.engine import make_url
 
+from pxtserve import metrics, tracing
 from pxtserve.errors import ExportConfigError, ExportWriteError, RouteDefinitionError
 
 if TYPE_CHECKING:
@@ -313,9 +314,16 @@ class SqlExporter:
     def _write_error(self, problem: str) -> ExportWriteError:
         message = redact_text(f"export_sql to '{self.target_name}' failed: {problem}", self.spec.db_connect)
         _logger.error("route %s: %s (target %s)", self.route, message, self.redacted_url)
+        metrics.export_failed(self.target_name)  # labelled by the table, never the URL (it may hold a password)
         return ExportWriteError(message)
 
     def export_row(self, row: dict[str, Any]) -> None:
+        if tracing.enabled:
+            with tracing.export_span(self.dialect, self.target_name, self.spec.method):
+                return self._export_row(row)
+        self._export_row(row)
+
+    def _export_row(self, row: dict[str, Any]) -> None:
         missing = [name for name in self.columns if name not in row]
         if missing:
             raise self._write_error(f"response row lacks column(s) {', '.join(missing)}")

@@ -12,7 +12,6 @@ store so Pixeltable does not fetch (and resolve) the URL a second time.
 
 from __future__ import annotations
 
-import ipaddress
 import mimetypes
 import os
 import socket
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pxtserve import conf
+from pxtserve.addresses import default_port, pinned_request, public_addresses
 from pxtserve.errors import ApiError
 from pxtserve.pxt_internals import tmp_file_path
 
@@ -45,46 +45,21 @@ def _check_local(field: str, path: Path) -> str:
     return str(resolved)
 
 
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_loopback or ip.is_link_local)
-
-
 def _public_addresses(field: str, host: str, port: int) -> list[str]:
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = public_addresses(host, port)
     except socket.gaierror as exc:
         raise ApiError(422, "MEDIA_INPUT_UNREACHABLE", f"{field!r}: cannot resolve host {host!r}: {exc}") from exc
-    addresses = sorted({info[4][0] for info in infos})
-    if not addresses or not all(_is_public(a) for a in addresses):
+    if addresses is None:
         raise _refuse(field, f"host {host!r} resolves to a non-public address")
     return addresses
-
-
-def pinned_request(client: Any, url: str, address: str) -> Any:
-    """A GET of `url` that connects to `address` (an IP) instead of resolving the URL's host again.
-
-    The request keeps the URL's host in its Host header and, for https, as the TLS server
-    name (SNI and certificate check), so to the server it is the same request.
-    """
-    parsed = urllib.parse.urlsplit(url)
-    userinfo, at, host_header = parsed.netloc.rpartition("@")  # the Host header carries no credentials
-    literal = f"[{address}]" if ":" in address else address
-    netloc = f"{userinfo}{at}{literal}" + (f":{parsed.port}" if parsed.port else "")
-    extensions = {"sni_hostname": parsed.hostname} if parsed.scheme.lower() == "https" else {}
-    return client.build_request(
-        "GET", parsed._replace(netloc=netloc).geturl(), headers={"Host": host_header}, extensions=extensions
-    )
 
 
 def _fetch(field: str, url: str) -> str:
     import httpx
 
     parsed = urllib.parse.urlsplit(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    address = _public_addresses(field, parsed.hostname or "", port)[0]
+    address = _public_addresses(field, parsed.hostname or "", default_port(url))[0]
     limit = conf.settings().MAX_UPLOAD_SIZE
     ext = os.path.splitext(parsed.path)[1]
     dest = tmp_file_path(ext if ext[1:].isalnum() else "")

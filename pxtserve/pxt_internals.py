@@ -127,3 +127,19 @@ def as_pixeltable_error(exc: BaseException) -> BaseException:
     except pxt.Error as converted:
         return converted
     return exc
+
+
+def run_query_page(function: Any, args: dict[str, Any], *, offset: int, count: int) -> Iterator[dict[str, Any]]:
+    """Rows `offset` to `offset + count` of what `run_query_template` gives, cut by the database.
+
+    `Query.limit()` replaces a query's own limit and offset, which may be query parameters: only the
+    private `_resolved_limit`/`_resolved_offset` resolve them, so that the page stays inside them.
+    """
+    template = function.template_query
+    own_limit = template._resolved_limit(args)
+    if own_limit is not None:
+        count = min(count, own_limit - offset)
+        if count <= 0:
+            return iter(())
+    start = (template._resolved_offset(args) or 0) + offset
+    return template.limit(count, offset=start)._collect(args=args, media_as_urls=True)

@@ -9,6 +9,7 @@ the only place a route option is declared; their signatures are generated from i
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 import threading
 import weakref
@@ -20,20 +21,33 @@ from ninja.constants import NOT_SET
 from ninja.operation import AsyncOperation
 from ninja.operation import Operation as NinjaOperation
 
-from pxtserve import registry, schemas
+from pxtserve import conf, idempotency, registry, schemas
 from pxtserve.errors import RouteDefinitionError
+from pxtserve.jobs.listing import JobList
 from pxtserve.jobs.store import JobHandle, JobStatus
 from pxtserve.jobs.submit import JobRoute
+from pxtserve.jobs.webhooks import unsigned_routes_message
+from pxtserve.mcp_endpoint import add_endpoint as add_mcp_endpoint
 from pxtserve.routes import kinds
 from pxtserve.routes.functions import RouteFunction
 from pxtserve.routes.operation import Operation
 from pxtserve.routes.spec import RouteSpec
-from pxtserve.views import make_job_status_view, make_operation_view, media_view
+from pxtserve.views import (
+    make_job_cancel_view,
+    make_job_list_view,
+    make_job_status_view,
+    make_operation_view,
+    media_view,
+)
 
 _Function = TypeVar("_Function", bound=RouteFunction)
 
 # path prefixes the router serves itself
-RESERVED_PREFIXES = ("/media/", "/jobs/")
+RESERVED_PREFIXES = ("/media/", "/jobs/", "/metrics/", "/mcp/")
+# the job operations, documented once the router has a background route
+_JOB_PATHS = ("/jobs/{job_id}", "/jobs", "/jobs/{job_id}/cancel")
+
+_logger = logging.getLogger("pxtserve")
 
 # every route may answer these with an ErrorResponse (413: the body limit, 504: REQUEST_TIMEOUT)
 _ERROR_STATUSES = (400, 404, 409, 413, 422, 500, 504)
@@ -135,16 +149,18 @@ class PixeltableRouter(Router):
 
     Mount it like any router: `api.add_router("/pxt", router)`. Media files
     of its responses are served under `<mount>/media/...`, and background jobs
-    are polled under `<mount>/jobs/<id>`.
+    are polled under `<mount>/jobs/<id>`, cancelled at `<mount>/jobs/<id>/cancel`
+    and listed at `<mount>/jobs`.
 
     `name` qualifies the keys by which job workers find this router's routes
     ("<name>: POST /path"); give one when a process builds several routers
-    serving the same method and path differently.
+    serving the same method and path differently. `mcp` serves the routes as MCP
+    tools at `<mount>/mcp` (default: PXTSERVE["MCP"]; pxtserve.mcp_endpoint).
     """
 
     router_id: int
 
-    def __init__(self, *args: Any, name: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, name: str | None = None, mcp: bool | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.name = name
         self.operations: list[Operation] = []
@@ -161,19 +177,37 @@ class PixeltableRouter(Router):
             include_in_schema=False,
         )
         self.job_url_name = f"pxtserve_job_{self.router_id}"
-        job_view = make_job_status_view(self.operation_for_key)
-        self.add_api_operation(
-            "/jobs/{job_id}",
-            ["GET"],
-            job_view,
-            response={200: JobStatus, 404: schemas.ErrorResponse},
-            url_name=self.job_url_name,
-            operation_id=self._unique_operation_id("poll_job"),
-            summary="Poll a background job",
-            # documented once the router has a background route (add_operation)
-            include_in_schema=False,
-        )
-        self._make_api_unique(job_view, "poll_job")
+        self._add_job_operations()
+        self.mcp = conf.settings().MCP if mcp is None else mcp
+        if self.mcp:
+            add_mcp_endpoint(self)
+
+    def _add_job_operations(self) -> None:
+        """Poll (GET <mount>/jobs/{job_id}), cancel (POST .../cancel) and list (GET <mount>/jobs) this router's jobs;
+        documented once the router has a background route (add_operation)."""
+        not_found = {404: schemas.ErrorResponse}
+        jobs: list[tuple[str, str, Callable[..., Any], dict[int, Any], str, str, str]] = [
+            ("/jobs/{job_id}", "GET", make_job_status_view(self.operation_for_key), {200: JobStatus, **not_found},
+             self.job_url_name, "poll_job", "Poll a background job"),
+            ("/jobs/{job_id}/cancel", "POST", make_job_cancel_view(self.operation_for_key),
+             {200: JobStatus, **not_found, 409: schemas.ErrorResponse}, f"pxtserve_job_cancel_{self.router_id}",
+             "cancel_job", "Cancel a pending background job"),
+            ("/jobs", "GET", make_job_list_view(lambda: self.operations, self.route_key, self.job_url_name),
+             {200: JobList, 422: _NINJA_ERRORS[422]}, f"pxtserve_jobs_{self.router_id}", "list_jobs",
+             "List background jobs, newest first"),
+        ]  # fmt: skip
+        for path, method, view, response, url_name, plain_id, summary in jobs:
+            self.add_api_operation(
+                path,
+                [method],
+                view,
+                response=response,
+                url_name=url_name,
+                operation_id=self._unique_operation_id(plain_id),
+                summary=summary,
+                include_in_schema=False,
+            )
+            self._make_api_unique(view, plain_id)
 
     # --- the route kinds: each validates its arguments into the kind's declaration ----------------
 
@@ -258,8 +292,14 @@ class PixeltableRouter(Router):
             response[200] = operation.response_model
         job_route = None
         if operation.background:
-            job_route = JobRoute(self.route_key(operation), registry.route_digest(operation), self.job_url_name)
+            webhook_url = operation.spec.webhook_url
+            job_route = JobRoute(
+                self.route_key(operation), registry.route_digest(operation), self.job_url_name, webhook_url
+            )
+            if webhook_url and conf.settings().WEBHOOK_SECRET is None:
+                _logger.warning("%s", unsigned_routes_message([operation.display_name]))
         view = make_operation_view(operation, self.media_url_name, job_route)
+        view = idempotency.guard(view, operation, self.route_key(operation))
         plain_id = readable_operation_id(operation.kind, operation.path)
         self.add_api_operation(
             operation.path,
@@ -270,14 +310,15 @@ class PixeltableRouter(Router):
             # url names stay internal and keyed by the router id: they need no stability across restarts
             url_name=f"pxtserve_{self.router_id}_{index}",
             summary=operation.summary,
-            openapi_extra=openapi_extra,
+            openapi_extra=idempotency.document(operation, openapi_extra),
             auth=auth,
         )
         self._make_api_unique(view, plain_id)
         operation.auth = auth
         if operation.background:
-            for job_operation in self.path_operations["/jobs/{job_id}"].operations:
-                job_operation.include_in_schema = True
+            for job_path in _JOB_PATHS:
+                for job_operation in self.path_operations[job_path].operations:
+                    job_operation.include_in_schema = True
         self.operations.append(operation)
         return operation
 

@@ -14,7 +14,7 @@ from ninja import NinjaAPI
 from ninja.constants import NOT_SET
 
 import pxtserve
-from pxtserve import conf
+from pxtserve import conf, metrics
 from pxtserve.api_errors import install_error_handlers
 from pxtserve.auth import api_key_auth
 from pxtserve.config import ServiceConfig, load_service
@@ -33,7 +33,12 @@ class BuiltService:
 
     def urlpatterns(self) -> list[URLPattern | URLResolver]:
         prefix = self.config.prefix.strip("/")
-        return [path(f"{prefix}/" if prefix else "", self.api.urls)]
+        # <prefix>/metrics, behind the service's auth unless PXTSERVE["METRICS_AUTH"] says otherwise
+        metrics_view = metrics.make_metrics_view(auth=self.router.auth)
+        return [
+            path(f"{prefix}/metrics" if prefix else "metrics", metrics_view),
+            path(f"{prefix}/" if prefix else "", self.api.urls),
+        ]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -45,6 +50,7 @@ class BuiltService:
             "port": self.config.port,
             "docs": f"{self.config.prefix}/docs",
             "modules": self.config.modules,
+            "mcp": f"{self.config.prefix}/mcp" if self.router.mcp else None,
             "routes": self.router.describe(),
         }
 
@@ -60,7 +66,12 @@ def build_service(config: ServiceConfig) -> BuiltService:
                 f"cannot import module {module!r}: {type(exc).__name__}: {exc}", field="modules"
             ) from exc
     auth = _service_auth(config)
-    router = PixeltableRouter(name=config.name, auth=auth["api_key"] if config.auth == "api_key" else NOT_SET)
+    try:
+        router = PixeltableRouter(
+            name=config.name, auth=auth["api_key"] if config.auth == "api_key" else NOT_SET, mcp=config.mcp
+        )
+    except RouteDefinitionError as exc:  # mcp = true without the SDK
+        raise config.error(exc.message, field=exc.field) from exc
     for index, route in enumerate(config.routes):
         own_auth = auth[route.auth] if route.auth is not None and route.auth != config.auth else NOT_SET
         try:

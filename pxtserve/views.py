@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pixeltable as pxt
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Body, File, Form, Query, UploadedFile
 
@@ -16,13 +17,16 @@ from pxtserve import conf, schemas
 from pxtserve.auth import check_auth
 from pxtserve.errors import ApiError, CallTimedOut, error_response
 from pxtserve.executor import get_write_pool, run_in_pool, run_in_pool_with_timeout
+from pxtserve.jobs.control import cancel_body
+from pxtserve.jobs.listing import JobListQuery, list_jobs
 from pxtserve.jobs.poll import job_status_async
-from pxtserve.jobs.submit import JobRoute, submit_request
+from pxtserve.jobs.submit import JobRoute, job_url, submit_request
 from pxtserve.media import MediaUrls, file_response, media_file_response, resolve_media_request
 from pxtserve.routes.operation import Operation
 from pxtserve.uploads import name_uploads_in_error, remove_files, save_uploads
 
 _PARAM_WRAPPERS = {"body": Body, "query": Query, "form": Form}
+OperationForKey = Callable[[str], Operation | None]
 # what Ninja's JSON renderer answers with
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -105,22 +109,70 @@ def media_view(request: HttpRequest, path: str) -> HttpResponse:
     return media_file_response(request, resolve_media_request(path))
 
 
-def make_job_status_view(operation_for_key: Callable[[str], Operation | None]) -> Callable[..., Any]:
+async def _authorized_job(
+    request: HttpRequest, job_id: str, operation_for_key: OperationForKey
+) -> tuple[dict[str, Any], None] | tuple[None, HttpResponse]:
+    """The job's poll body when it is one of this router's and the request passes its route's auth; else the error
+    answer (404 for another router's job, as for an unknown one)."""
+    found = await job_status_async(job_id)
+    operation = operation_for_key(found[0]) if found is not None else None
+    if found is None or operation is None:
+        return None, error_response(ApiError(404, "JOB_NOT_FOUND", f"unknown or expired job {job_id!r}"))
+    denied = await check_auth(operation.auth, request)
+    if denied is not None:
+        return None, denied
+    return found[1], None
+
+
+def _status_response(body: dict[str, Any]) -> JsonResponse:
+    response = JsonResponse(body)
+    if body["status"] in ("pending", "running"):
+        response["Retry-After"] = "1"
+    return response
+
+
+def make_job_status_view(operation_for_key: OperationForKey) -> Callable[..., Any]:
     """GET <mount>/jobs/{job_id} of one router: only its own routes' jobs (found by their route key), behind each
     route's auth."""
 
     async def job_status_view(request: HttpRequest, job_id: str) -> HttpResponse:
-        found = await job_status_async(job_id)
-        operation = operation_for_key(found[0]) if found is not None else None
-        if found is None or operation is None:
-            return error_response(ApiError(404, "JOB_NOT_FOUND", f"unknown or expired job {job_id!r}"))
-        denied = await check_auth(operation.auth, request)
-        if denied is not None:
-            return denied
-        body = found[1]
-        response = JsonResponse(body)
-        if body["status"] == "pending":
-            response["Retry-After"] = "1"
-        return response
+        body, denied = await _authorized_job(request, job_id, operation_for_key)
+        return denied if body is None else _status_response(body)
 
     return job_status_view
+
+
+def make_job_cancel_view(operation_for_key: OperationForKey) -> Callable[..., Any]:
+    """POST <mount>/jobs/{job_id}/cancel: the same jobs and auth as the poll; answers the new poll body."""
+
+    async def job_cancel_view(request: HttpRequest, job_id: str) -> HttpResponse:
+        body, denied = await _authorized_job(request, job_id, operation_for_key)
+        if body is None:
+            return denied
+        try:
+            body = await sync_to_async(cancel_body, thread_sensitive=False)(job_id)
+        except ApiError as exc:
+            return error_response(exc)
+        return _status_response(body)
+
+    return job_cancel_view
+
+
+def make_job_list_view(
+    operations: Callable[[], list[Operation]], route_key: Callable[[Operation], str], job_url_name: str
+) -> Callable[..., Any]:
+    """GET <mount>/jobs: the jobs of this router's routes whose auth the request passes, newest first, paged."""
+
+    async def job_list_view(request: HttpRequest, query: Query[JobListQuery]) -> HttpResponse:  # type: ignore[type-arg]
+        keys = [route_key(op) for op in operations() if await check_auth(op.auth, request) is None]
+
+        def url(job_id: str) -> str:
+            return job_url(request, job_url_name, job_id)
+
+        try:
+            body = await sync_to_async(list_jobs, thread_sensitive=False)(keys, query, url)
+        except ApiError as exc:
+            return error_response(exc)
+        return JsonResponse(body)
+
+    return job_list_view

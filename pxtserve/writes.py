@@ -11,7 +11,8 @@ it takes every request queued meanwhile and writes them with one
 `insert([...], return_rows=True)` (or `batch_update`). Deletes by primary key batch too:
 one read finds which of the keys exist, one `delete` removes them, and each request is
 told whether its row was there (Pixeltable's delete only counts the rows of the whole
-call). A single client never waits for a batch: its batch is just itself.
+call). A single client never waits for a batch: its batch is just itself. A request of a `batch = true` route
+(pxtserve.routes.batch) carries its own rows and gets a call of its own, never merged (see `_joins`).
 
 Each request still gets exactly its own row and its own error: a batch that fails is
 retried row by row, so only the guilty request sees the error. Coordination is per
@@ -28,7 +29,7 @@ from typing import Any
 
 import pixeltable as pxt
 
-from pxtserve import conf
+from pxtserve import conf, metrics, tracing
 from pxtserve.pxt_internals import as_pixeltable_error
 from pxtserve.tables import TableInfo, where_all_equal, where_any
 
@@ -36,7 +37,7 @@ _logger = logging.getLogger(__name__)
 
 
 class _Request:
-    __slots__ = ("done", "error", "kind", "payload", "result")
+    __slots__ = ("batch_size", "done", "error", "kind", "payload", "result")
 
     def __init__(self, kind: str, payload: Any) -> None:
         self.kind = kind
@@ -44,6 +45,8 @@ class _Request:
         self.result: Any = None
         self.error: BaseException | None = None
         self.done = threading.Event()
+        # the rows of the Pixeltable call that wrote it (traced: pxtserve.tracing)
+        self.batch_size = 0
 
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         self.result, self.error = result, error
@@ -75,6 +78,10 @@ class TableWriter:
         """Insert one row; the stored row, computed columns included."""
         return self._submit(_Request("insert", row))
 
+    def insert_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert a batch request's rows in one call of their own, all or nothing (see _joins); the stored rows."""
+        return self._submit(_Request("insert_rows", rows))
+
     def update(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """Update the row with `row`'s primary key; the updated row, or None when no row has that key."""
         return self._submit(_Request("update", row))
@@ -87,6 +94,9 @@ class TableWriter:
         with self._wakeup:
             self._queue.append(request)
             self._wakeup.notify()
+            metrics.set_write_queue(self.name, len(self._queue))
+        if tracing.enabled:
+            return tracing.wait_for_write(request, self.name)
         return request.outcome()
 
     # --- the writer thread -------------------------------------------------------------------
@@ -98,6 +108,7 @@ class TableWriter:
                     # idle: sleep until a request comes; held: look again shortly
                     self._wakeup.wait(None if self._gate.is_set() else 0.01)
                 batch = self._take()
+                metrics.set_write_queue(self.name, len(self._queue))
             self._run(batch)
 
     def _take(self) -> list[_Request]:
@@ -115,6 +126,10 @@ class TableWriter:
         return batch
 
     def _joins(self, batch: list[_Request], new: _Request) -> bool:
+        if new.kind == "insert_rows":
+            # a batch request already fills a call, and alone its failure is its own: merged, a neighbour's bad
+            # row would fail it too and force a second call (atomicity would hold, the retry would cost)
+            return False
         if new.kind == "insert":
             return True
         shape = set(batch[0].payload)
@@ -124,6 +139,9 @@ class TableWriter:
         return set(new.payload) == shape and all(self._key(r.payload) != self._key(new.payload) for r in batch)
 
     def _run(self, batch: list[_Request]) -> None:
+        if tracing.enabled:
+            for request in batch:
+                request.batch_size = _call_rows(batch[0].kind, [r.payload for r in batch])
         try:
             results = self._write(batch[0].kind, [r.payload for r in batch])
         except BaseException as raised:  # noqa: BLE001 - every waiting request must get an outcome
@@ -140,12 +158,11 @@ class TableWriter:
             request.finish(result=result)
 
     def _write(self, kind: str, payloads: list[Any]) -> Sequence[Any]:
+        metrics.observe_write(self.name, "insert" if kind == "insert_rows" else kind, _call_rows(kind, payloads))
         if kind == "insert":
-            status = self.table.insert(payloads, return_rows=True)
-            stored = status.rows or []
-            if len(stored) != len(payloads):
-                raise RuntimeError(f"insert of {len(payloads)} rows returned {len(stored)} rows")
-            return stored
+            return self._insert(payloads)
+        if kind == "insert_rows":
+            return [self._insert(payloads[0])]  # one batch request: one call, one transaction
         if kind == "update":
             status = self.table.batch_update(payloads, if_not_exists="ignore", return_rows=True)
             by_key = {self._key(r): r for r in (status.rows or [])}
@@ -153,6 +170,13 @@ class TableWriter:
         if len(payloads) == 1:
             return [self.table.delete(where=where_all_equal(self.table, payloads[0])).num_rows]
         return self._delete_keys(payloads)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        status = self.table.insert(rows, return_rows=True)
+        stored = status.rows or []
+        if len(stored) != len(rows):
+            raise RuntimeError(f"insert of {len(rows)} rows returned {len(stored)} rows")
+        return stored
 
     def _delete_keys(self, payloads: list[dict[str, Any]]) -> list[int]:
         """Delete rows by distinct primary keys in one call; 1 or 0 for each key."""
@@ -176,6 +200,11 @@ class TableWriter:
 
     def _key(self, row: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(row[k] for k in self.primary_key)
+
+
+def _call_rows(kind: str, payloads: list[Any]) -> int:
+    """The rows of one writer call: a batch request's own rows, else one per request."""
+    return len(payloads[0]) if kind == "insert_rows" else len(payloads)
 
 
 _writers: dict[str, TableWriter] = {}

@@ -118,10 +118,14 @@ TWO_ROUTER_IDS = {
     ("post", "/api/one/a_b"): "insert_a_b_2",
     ("post", "/api/one/bg"): "insert_bg",
     ("get", "/api/one/jobs/{job_id}"): "poll_job",
+    ("post", "/api/one/jobs/{job_id}/cancel"): "cancel_job",
+    ("get", "/api/one/jobs"): "list_jobs",
     ("post", "/api/two/a-b"): "insert_a_b_3",
     ("post", "/api/two/a/b/2"): "insert_a_b_2_2",
     ("post", "/api/two/bg"): "insert_bg_2",
     ("get", "/api/two/jobs/{job_id}"): "poll_job_2",
+    ("post", "/api/two/jobs/{job_id}/cancel"): "cancel_job_2",
+    ("get", "/api/two/jobs"): "list_jobs_2",
 }
 
 
@@ -151,6 +155,8 @@ def test_two_routers_on_one_api_get_unique_stable_ids_and_both_serve(
             ("post", "/api/two/a/b/2"): "insert_a_b_2",
             ("post", "/api/two/bg"): "insert_bg",
             ("get", "/api/two/jobs/{job_id}"): "poll_job",
+            ("post", "/api/two/jobs/{job_id}/cancel"): "cancel_job",
+            ("get", "/api/two/jobs"): "list_jobs",
         }
 
 

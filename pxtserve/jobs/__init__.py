@@ -7,7 +7,9 @@ and writes the outcome to the row (run.py); clients poll the row (poll.py). Beca
 the row, not the queue, is the record, a restart can tell what was lost (recovery.py):
 pending jobs whose task is gone from the broker are requeued, running jobs whose
 worker is gone fail. A job runs once however often its task is delivered: the run
-claims it (pending -> running) first.
+claims it (pending -> running) first, unless a client or the admin cancelled it
+(pending -> cancelled, control.py). Jobs are listed a page at a time (listing.py),
+and a route's webhook_url receives each job's final status (webhooks.py).
 
 This package's __init__ imports none of them, so that importing one of its modules
 does not import the others.

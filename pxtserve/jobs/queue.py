@@ -13,6 +13,8 @@ from django.utils import timezone
 # what the broker stores per task: the function a worker imports, and its completion hook
 TASK_FUNC = "pxtserve.jobs.run.run_job"
 TASK_HOOK = "pxtserve.jobs.run.task_finished"
+# a webhook delivery run as a task of its own (a cancelled job's, or one that a crash or restart cut short)
+WEBHOOK_TASK_FUNC = "pxtserve.jobs.webhooks.deliver"
 
 
 def enqueue(job_id: str) -> None:
@@ -23,6 +25,13 @@ def enqueue(job_id: str) -> None:
     task_id = async_task(TASK_FUNC, job_id, hook=TASK_HOOK, ack_failure=True, task_name=f"pxtserve-job-{job_id}")
     # update(), not save(): the worker may already have claimed the row
     Job.objects.filter(pk=job_id).update(task_id=task_id or "")
+
+
+def enqueue_delivery(job_id: str) -> None:
+    """Queue the delivery of a finished job's webhook; a worker runs it (no hook: it never fails its job)."""
+    from django_q.tasks import async_task
+
+    async_task(WEBHOOK_TASK_FUNC, job_id, task_name=f"pxtserve-webhook-{job_id}")
 
 
 def sync_mode() -> bool:

@@ -8,8 +8,10 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from pxtserve import conf
-from pxtserve.jobs.queue import enqueue, queued_task_ids
-from pxtserve.jobs.store import db_connection, fail_interrupted, lost_worker
+from pxtserve.idempotency import prune_keys
+from pxtserve.jobs.queue import enqueue, enqueue_delivery, queued_task_ids
+from pxtserve.jobs.store import FINAL_STATUSES, db_connection, fail_interrupted, lost_worker
+from pxtserve.jobs.webhooks import stalled_deliveries
 from pxtserve.throttle import Throttle
 from pxtserve.uploads import remove_files
 
@@ -53,7 +55,7 @@ def prune_jobs() -> int:
 
     cutoff = timezone.now() - timedelta(seconds=conf.settings().JOB_RETENTION_SECONDS)
     with db_connection():
-        expired = Job.objects.filter(status__in=[Job.Status.DONE, Job.Status.ERROR], finished_at__lt=cutoff)
+        expired = Job.objects.filter(status__in=FINAL_STATUSES, finished_at__lt=cutoff)
         # a job that failed before a worker took its uploads leaves them behind
         for uploads in expired.values_list("uploads", flat=True):
             remove_files((uploads or {}).values())
@@ -73,4 +75,17 @@ def start_up(cluster_started_at: datetime | None = None) -> dict[str, int]:
     """What `serve` (and each worker as it starts) does about jobs left by an earlier run."""
     counts = recover_jobs(cluster_started_at)
     counts["pruned"] = prune_jobs()
+    counts["idempotency_keys"] = prune_keys()
+    counts["webhooks"] = resume_deliveries()
     return counts
+
+
+def resume_deliveries() -> int:
+    """Queue again the webhook deliveries a dead worker left pending; they go on with the attempts left."""
+    with db_connection():
+        stalled = stalled_deliveries()
+        for job_id in stalled:
+            enqueue_delivery(job_id)
+    if stalled:
+        _logger.info("jobs after a restart: %d webhook deliveries resumed", len(stalled))
+    return len(stalled)

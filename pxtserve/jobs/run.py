@@ -14,9 +14,11 @@ import pydantic
 from django.urls import get_resolver
 from django.utils import timezone
 
-from pxtserve import registry, schemas
+from pxtserve import metrics, registry, schemas, tracing
 from pxtserve.errors import ApiError, ServiceConfigError, error_body
+from pxtserve.jobs.queue import enqueue_delivery
 from pxtserve.jobs.store import finish, worker_id
+from pxtserve.jobs.webhooks import deliver
 from pxtserve.media import MediaUrls
 from pxtserve.pxt_internals import tmp_file_path
 from pxtserve.request_id import bound as bound_request_id
@@ -38,13 +40,16 @@ def run_job(job_id: str) -> str:
         status=Job.Status.RUNNING, started_at=timezone.now(), worker=worker_id()
     )
     if not claimed:
-        return "skipped"  # a second delivery of a job that ran, runs elsewhere, or was pruned
+        return "skipped"  # a second delivery of a job that ran, runs elsewhere, was cancelled or pruned
     job = Job.objects.get(pk=job_id)
     # the id of the request that made the job: this run's log lines carry it, as the request's did
     with bound_request_id(job.request_id):
         _logger.info("job %s (%s) started on %s", job_id, job.route, job.worker)
-        outcome = _run(job)
+        outcome = tracing.run_job(job, _run)  # under a span continuing the submitting request's trace
+        metrics.observe_job(job.route, job.started_at)
         _logger.info("job %s (%s) finished: %s", job_id, job.route, outcome)
+        if job.webhook_status == Job.WebhookStatus.PENDING:
+            deliver(job_id)  # the row is final now; the delivery never changes the job's outcome
     return outcome
 
 
@@ -140,3 +145,6 @@ def task_finished(task: Any) -> None:
         error_detail=ApiError(500, "WORKER_FAILED", message).to_dict(),
         traceback=str(task.result or ""),
     )
+    # a run cut short after its row was final (a timeout, a crash mid-delivery) still owes its webhook
+    if Job.objects.filter(pk=task.args[0], webhook_status=Job.WebhookStatus.PENDING).exists():
+        enqueue_delivery(task.args[0])

@@ -6,7 +6,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from pxtserve import conf
 from pxtserve.errors import ApiError
+from pxtserve.pids import process_alive
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -35,19 +36,44 @@ class JobHandle(pydantic.BaseModel):
     job_url: str
 
 
+StatusName = Literal["pending", "running", "done", "error", "cancelled"]
+# a job in one of these is final: it will not change any more
+FINAL_STATUSES = ("done", "error", "cancelled")
+
+
 class JobStatus(pydantic.BaseModel):
-    status: Literal["pending", "done", "error"]
+    status: StatusName
+    # ISO 8601; started_at and finished_at are null until the job starts and finishes (a cancelled job never starts)
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     result: Any = None
     error: str | None = None
     error_detail: dict[str, Any] | None = None
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
 def status_body(job: Job) -> dict[str, Any]:
+    """What a poll of the job answers."""
+    body: dict[str, Any] = {
+        "status": job.status,
+        "created_at": _iso(job.submitted_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+    }
     if job.status == job.Status.DONE:
-        return {"status": "done", "result": job.result}
-    if job.status == job.Status.ERROR:
-        return {"status": "error", "error": job.error, "error_detail": job.error_detail}
-    return {"status": "pending"}
+        body["result"] = job.result
+    elif job.status == job.Status.ERROR:
+        body.update(error=job.error, error_detail=job.error_detail)
+    return body
+
+
+def route_label(route_key: str) -> str:
+    """A job's route as its clients know it, "POST /items": its route key without the router's name."""
+    return route_key.rpartition(": ")[2]
 
 
 def job_upload_dir() -> Path:
@@ -69,7 +95,7 @@ def finish(job_id: str, status: str, **fields: Any) -> None:
 def lost_worker(job: Job, now: Any) -> bool:
     """Whether a running job's worker is gone: a dead process on this host, or a run longer than the task timeout."""
     host, _, pid = job.worker.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+    if host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)):
         return True
     from django_q.conf import Conf
 
@@ -87,16 +113,6 @@ def fail_interrupted(jobs: QuerySet[Job]) -> int:
         error=INTERRUPTED,
         error_detail=ApiError(500, "INTERRUPTED", INTERRUPTED).to_dict(),
     )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def worker_id() -> str:

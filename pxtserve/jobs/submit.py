@@ -13,11 +13,13 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
+from pxtserve import tracing
 from pxtserve.errors import ApiError, error_response
 from pxtserve.executor import run_in_pool
 from pxtserve.jobs.queue import enqueue, sync_mode
 from pxtserve.jobs.recovery import maybe_prune
 from pxtserve.jobs.store import db_connection, job_upload_dir
+from pxtserve.jobs.webhooks import pending_fields
 from pxtserve.request_id import current as current_request_id
 from pxtserve.uploads import remove_files
 
@@ -31,6 +33,8 @@ class JobRoute:
     route: str
     digest: str
     job_url_name: str
+    # the route's webhook_url: its jobs' final statuses are delivered there (pxtserve.jobs.webhooks)
+    webhook_url: str | None = None
 
 
 async def submit_request(
@@ -39,12 +43,13 @@ async def submit_request(
     """Persist and queue a background request; 202 with the job id and its absolute poll URL."""
     # read here, in the request's context, and passed on: submit() runs on a thread
     args = (job_route.route, job_route.digest, dump_inputs(payload), uploads, media_base_url, current_request_id())
+    webhook = {"webhook_url": job_route.webhook_url}
     try:
         if sync_mode():
             # django-q2's sync mode runs the job inside async_task: a Pixeltable call, so on the Pixeltable pool
-            job_id = await run_in_pool(submit, *args)
+            job_id = await run_in_pool(submit, *args, **webhook)
         else:
-            job_id = await sync_to_async(submit, thread_sensitive=False)(*args)
+            job_id = await sync_to_async(submit, thread_sensitive=False)(*args, **webhook)
     except ApiError as exc:
         return error_response(exc)
     return JsonResponse({"id": job_id, "job_url": job_url(request, job_route.job_url_name, job_id)}, status=202)
@@ -69,8 +74,14 @@ def submit(
     uploads: dict[str, Path],
     media_base_url: str | None,
     request_id: str | None = None,
+    *,
+    webhook_url: str | None = None,
+    retry_of: str = "",
 ) -> str:
-    """Write the job row, then queue its task; a queue that refuses it is a 503 and leaves no job behind."""
+    """Write the job row, then queue its task; a queue that refuses it is a 503 and leaves no job behind.
+
+    `retry_of`: the failed job this one submits again (the admin's retry).
+    """
     from pxtserve.models import Job
 
     kept = keep_uploads(uploads)
@@ -84,6 +95,10 @@ def submit(
                 uploads=kept,
                 media_base_url=media_base_url or "",
                 request_id=request_id or "",
+                retry_of=retry_of,
+                **pending_fields(webhook_url),
+                # in the request's context still (copied to this thread): the worker continues its trace
+                trace_context=tracing.context_carrier(),
             )
         except BaseException:
             remove_files(kept.values())

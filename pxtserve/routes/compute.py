@@ -19,7 +19,7 @@ from pxtserve.pxt_internals import compute_input_requirements
 from pxtserve.routes.checks import check_required, row_contract
 from pxtserve.routes.functions import is_batch_function
 from pxtserve.routes.operation import RowsOperation, Shape
-from pxtserve.routes.spec import TableRowsSpec, UploadInputs
+from pxtserve.routes.spec import Batch, TableRowsSpec, UploadInputs
 from pxtserve.tables import TableInfo, lineage
 
 NO_ROW = "compute produced no row: the view's filter dropped the input row"
@@ -32,6 +32,7 @@ class ComputeRoute(TableRowsSpec):
     takes_batch_function: ClassVar[bool] = True
     type: Literal["compute"] = "compute"
     uploadfile_inputs: UploadInputs = None
+    batch: Batch = False
 
     def build_operation(self) -> ComputeOperation:
         info = TableInfo.of(self.table)

@@ -1,4 +1,4 @@
-"""Insert routes: one row in, the stored row (computed columns included) out."""
+"""Insert routes: one row in, the stored row (computed columns included) out; with `batch`, many rows in one call."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import pixeltable as pxt
+
 from pxtserve.errors import RouteDefinitionError
+from pxtserve.routes.batch import failed_insert
 from pxtserve.routes.checks import check_required, row_contract
 from pxtserve.routes.operation import RowsOperation, Shape
-from pxtserve.routes.spec import TableRowsSpec, UploadInputs
+from pxtserve.routes.spec import Batch, TableRowsSpec, UploadInputs
 from pxtserve.tables import TableInfo
 from pxtserve.writes import writer_for
 
@@ -20,6 +23,7 @@ class InsertRoute(TableRowsSpec):
     kind: ClassVar[str] = "insert"
     type: Literal["insert"] = "insert"
     uploadfile_inputs: UploadInputs = None
+    batch: Batch = False
 
     def build_operation(self) -> InsertOperation:
         info = TableInfo.of(self.table)
@@ -48,3 +52,11 @@ class InsertOperation(RowsOperation):
     def fetch(self, inputs: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
         with self.info.schema_checked():
             return [writer_for(self.info).insert(inputs)]
+
+    def fetch_batch(self, rows: list[dict[str, Any]]) -> list[Sequence[Mapping[str, Any]]]:
+        try:
+            with self.info.schema_checked():
+                stored = writer_for(self.info).insert_rows(rows)
+        except pxt.Error as exc:
+            raise failed_insert(self.info, rows, exc) from exc
+        return [[row] for row in stored]

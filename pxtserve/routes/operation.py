@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import pixeltable as pxt
 from ninja.constants import NOT_SET
 from pixeltable import type_system as ts
 
@@ -22,6 +23,7 @@ from pxtserve.errors import ApiError
 from pxtserve.export import describe_export
 from pxtserve.media import MediaUrls, local_file_for
 from pxtserve.media_inputs import check_media_inputs
+from pxtserve.routes.batch import in_row
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -75,6 +77,11 @@ class Operation:
     @property
     def returns_file(self) -> bool:
         return self.response_model is None
+
+    @property
+    def changes_data(self) -> bool:
+        """Whether a request changes data (its table, or an export target): such routes honour Idempotency-Key."""
+        return self.writes or self.exporter is not None
 
     @property
     def display_name(self) -> str:
@@ -144,13 +151,36 @@ class RowsOperation(Operation):
     json_media_inputs: list[str] = field(default_factory=list)
     # set by a decorator route (pxtserve.routes.functions): the rendered rows -> the body
     response_function: RowsFunction | None = None
+    # `batch = true` (pxtserve.routes.batch): the inputs are {"rows": [...]}, the body {"rows": [answer, ...]}
+    batch: bool = False
 
     def fetch(self, inputs: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
         raise NotImplementedError
 
+    def fetch_batch(self, rows: list[dict[str, Any]]) -> list[Sequence[Mapping[str, Any]]]:
+        """What `fetch` gives for each of a batch's rows, in order (insert routes: in one call)."""
+        fetched = []
+        for index, row in enumerate(rows):
+            try:
+                fetched.append(self.fetch(row))
+            except (ApiError, pxt.Error) as exc:
+                raise in_row(index, exc) from exc
+        return fetched
+
     def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
+        if self.batch:
+            for index, row in enumerate(inputs["rows"]):
+                try:
+                    check_media_inputs(row, self.json_media_inputs)
+                except ApiError as exc:
+                    raise in_row(index, exc) from exc
+            # every row is fetched (and an insert's stored) before any is answered or exported
+            return {"rows": [self.answer(rows, media) for rows in self.fetch_batch(inputs["rows"])]}
         check_media_inputs(inputs, self.json_media_inputs)
-        rows = self.fetch(inputs)
+        return self.answer(self.fetch(inputs), media)
+
+    def answer(self, rows: Sequence[Mapping[str, Any]], media: MediaUrls) -> Any:
+        """The body for one request's fetched rows (and their export)."""
         if self.shape is Shape.ONE:
             if not rows:
                 raise ApiError(404, "ROW_NOT_FOUND", self.no_row_message)

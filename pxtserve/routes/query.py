@@ -13,10 +13,13 @@ from pydantic import Field
 
 from pxtserve import schemas
 from pxtserve.errors import RouteDefinitionError
-from pxtserve.pxt_internals import run_query_template
+from pxtserve.media import MediaUrls
+from pxtserve.media_inputs import check_media_inputs
+from pxtserve.pxt_internals import run_query_page, run_query_template
 from pxtserve.routes.checks import check_outputs, check_uploads, pick_names, request_model, row_model_of_types
 from pxtserve.routes.operation import RowsOperation, Shape
-from pxtserve.routes.spec import Inputs, ReturnFile, RouteSpec, UploadInputs
+from pxtserve.routes.paging import Paging
+from pxtserve.routes.spec import Inputs, PageSize, ReturnFile, RouteSpec, UploadInputs
 
 
 class QueryRoute(RouteSpec):
@@ -30,11 +33,16 @@ class QueryRoute(RouteSpec):
     one_row: bool = Field(False, description="answer with the single row (404 on none, 409 on several)")
     return_fileresponse: ReturnFile = False
     method: Literal["get", "post"] = Field("post", description="get: arguments in the query string")
+    page_size: PageSize = None
 
     def check_options(self) -> None:
         if self.return_fileresponse and self.background:
             raise RouteDefinitionError(
                 "return_fileresponse and background are mutually exclusive", field="return_fileresponse"
+            )
+        if self.page_size is not None and (self.one_row or self.return_fileresponse):
+            raise RouteDefinitionError(
+                "page_size pages a multi-row answer: not with one_row or a file", field="page_size"
             )
 
     def build_operation(self) -> QueryOperation:
@@ -65,17 +73,28 @@ class QueryRoute(RouteSpec):
             for name in input_names
         }
         one = self.one_row or self.return_fileresponse
+        paging = None
+        if self.page_size is not None:
+            paging = Paging.of(
+                self.page_size, input_names, route=f"{self.method} {self.path} {fn.self_path or fn.name}"
+            )
+        name = schemas.model_name(self.kind, self.path, "Request")
         return QueryOperation(
             spec=self,
             method=self.method.upper(),
-            request_model=request_model(self.kind, self.path, fields),
+            request_model=paging.request_model(name, fields) if paging else request_model(self.kind, self.path, fields),
             input_location="form" if uploads else ("query" if self.method == "get" else "body"),
             response_model=None if self.return_fileresponse else self._response_model(fn, result_types),
             upload_fields=uploads,
             optional_uploads=[n for n in uploads if param_types[n].nullable or params[n].has_default()],
             summary=f"Run query {fn.name}",
             media_outputs=any(t.is_media_type() for t in result_types.values()),
-            details={"query": fn.self_path or fn.name, "one_row": self.one_row, "outputs": list(result_types)},
+            details={
+                "query": fn.self_path or fn.name,
+                "one_row": self.one_row,
+                "outputs": list(result_types),
+                **({"page_size": self.page_size} if paging else {}),
+            },
             outputs=list(result_types),
             output_types=result_types,
             shape=Shape.ONE if one else Shape.ROWS,
@@ -84,15 +103,20 @@ class QueryRoute(RouteSpec):
             defaults={n: p.default.val for n, p in params.items() if p.has_default() and n not in accepted},
             scalar=fn.return_scalar,
             json_media_inputs=[n for n in input_names if param_types[n].is_media_type()],
+            paging=paging,
         )
 
     def _response_model(self, fn: QueryTemplateFunction, result_types: dict[str, Any]) -> Any:
         if fn.return_scalar:
             scalar = schemas.python_type(next(iter(result_types.values())))
+            if self.page_size is not None:
+                return Paging.response_model(schemas.model_name(self.kind, self.path, "Page"), scalar)
             return scalar if self.one_row else list[scalar]  # type: ignore[valid-type]
         row = row_model_of_types(self.kind, self.path, result_types, suffix="Row")
         if self.one_row:
             return row
+        if self.page_size is not None:
+            return Paging.response_model(schemas.model_name(self.kind, self.path, "Page"), row)
         return pydantic.create_model(
             schemas.model_name(self.kind, self.path, "Response"),
             __base__=schemas.ResponseSchema,
@@ -107,8 +131,26 @@ class QueryOperation(RowsOperation):
     # a query that selects one expression answers with its values, not with rows
     scalar: bool
 
+    # page_size (pxtserve.routes.paging)
+    paging: Paging | None = None
+
     def fetch(self, inputs: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
         return list(run_query_template(self.function, {**self.defaults, **inputs}))
+
+    def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
+        if self.paging is None:
+            return super().execute(inputs, media)
+        limit, cursor = inputs.pop("limit"), inputs.pop("cursor")
+        offset = self.paging.offset_of(cursor, inputs)  # checked when the request was validated
+        check_media_inputs(inputs, self.json_media_inputs)
+        # one row more than the page: whether there is a next page, without counting the whole result
+        rows = list(run_query_page(self.function, {**self.defaults, **inputs}, offset=offset, count=limit + 1))
+        body = self.answer(rows[:limit], media)
+        more = len(rows) > limit
+        return {
+            "rows": body if self.scalar else body["rows"],
+            "next_cursor": self.paging.cursor(offset + limit, inputs) if more else None,
+        }
 
     def shape_body(self, rendered: list[dict[str, Any]]) -> Any:
         if not self.scalar:

@@ -9,6 +9,7 @@ add_*_route and decorators) all validate their arguments into the same spec; its
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -18,18 +19,27 @@ from pydantic import BaseModel, ConfigDict, Field
 from pxtserve.conf import expand_env_vars
 from pxtserve.errors import RouteDefinitionError
 from pxtserve.export import SqlExport, build_exporter
+from pxtserve.routes.batch import check_batch, make_batch
 from pxtserve.routes.functions import apply_response_function
 from pxtserve.routes.operation import Operation, RowsOperation
 
 
+def _expanded(text: str, field: str) -> str:
+    """${VAR} expanded from the environment, so secrets (passwords, tokens in URLs) need not be written into files."""
+    try:
+        return expand_env_vars(text)
+    except KeyError as exc:
+        raise ValueError(f"{field} refers to the environment variable {exc.args[0]}, which is not set") from None
+
+
 def _expand_export(v: Any) -> Any:
-    """Connection strings may say ${VAR}, so passwords need not be written into files."""
     if isinstance(v, dict) and isinstance(v.get("db_connect"), str):
-        try:
-            return {**v, "db_connect": expand_env_vars(v["db_connect"])}
-        except KeyError as exc:
-            raise ValueError(f"db_connect refers to the environment variable {exc.args[0]}, which is not set") from None
+        return {**v, "db_connect": _expanded(v["db_connect"], "db_connect")}
     return v
+
+
+def _expand_webhook(v: Any) -> Any:
+    return _expanded(v, "webhook_url") if isinstance(v, str) else v
 
 
 # --- the options several kinds share, each declared once ----------------------------------------------------------
@@ -46,10 +56,21 @@ ExportSql = Annotated[
     pydantic.BeforeValidator(_expand_export),
     Field(description="write each response row to an external SQL table"),
 ]
+WebhookUrl = Annotated[
+    str | None,
+    pydantic.BeforeValidator(_expand_webhook),
+    Field(description="background routes: POST each finished job's final status (signed) to this http(s) URL"),
+]
 # a table path ("dir.table"), or a pxt.Table from Python
 TableRef = Annotated[Any, Field(description="the table (or view) path, e.g. my_dir.my_table")]
 # the decorator routes' function (Python only): it shapes the response body from the output columns
 ResponseFunction = Annotated[Callable[..., BaseModel] | None, Field(exclude=True)]
+# insert and compute routes (pxtserve.routes.batch)
+Batch = Annotated[bool, Field(description='take {"rows": [row, ...]} (1 to MAX_BATCH_ROWS) and answer each, in order')]
+# multi-row query routes (pxtserve.routes.paging)
+PageSize = Annotated[
+    pydantic.PositiveInt | None, Field(description="answer pages of at most this many rows, with a cursor to the next")
+]
 
 
 class RouteSpec(BaseModel):
@@ -66,12 +87,27 @@ class RouteSpec(BaseModel):
     background: bool = Field(False, description="answer 202 with a job URL at once and run the request as a job")
     # None: the service's auth; "none" makes this route public on a protected service
     auth: Literal["none", "api_key"] | None = Field(None, description="this route's auth, if not the service's")
+    # after `background`, which its check reads (pxtserve.jobs.webhooks delivers)
+    webhook_url: WebhookUrl = None
 
     @pydantic.field_validator("path")
     @classmethod
     def _leading_slash(cls, v: str) -> str:
         if not v.startswith("/"):
             raise ValueError(f"path must start with '/', got {v!r}")
+        return v
+
+    @pydantic.field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        if not info.data.get("background"):
+            raise ValueError("webhook_url needs background = true: only a background job finishes later")
+        parsed = urllib.parse.urlsplit(v)
+        if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
+            # the URL is not repeated: ${VAR} may have put a token in it
+            raise ValueError("webhook_url must be an http(s) URL with a host")
         return v
 
     @classmethod
@@ -100,11 +136,14 @@ class RouteSpec(BaseModel):
                 export=export_sql is not None,
             )
         operation.exporter = build_exporter(export_sql, operation.export_columns, operation.display_name)
+        if isinstance(operation, RowsOperation):
+            make_batch(operation)  # after the response function: a batch answers with a list of its bodies
         return operation
 
     def check_arguments(self) -> Operation:
         """Check everything but the response function; the kind's operation without it and its export."""
         self.check_options()
+        check_batch(self)
         return self.build_operation()
 
     def check_options(self) -> None:

@@ -174,11 +174,17 @@ _cors_origins = [o for o in os.environ.get("PXTSERVE_CORS_ALLOWED_ORIGINS", "").
 CORS_ALLOW_ALL_ORIGINS = "*" in _cors_origins
 CORS_ALLOWED_ORIGINS = [o for o in _cors_origins if o != "*"]
 # what API clients send beyond the defaults: API keys, and the headers of media range/cache requests
-CORS_ALLOW_HEADERS = (*default_headers, "x-api-key", "range", "if-none-match", "if-range")
+CORS_ALLOW_HEADERS = (*default_headers, "x-api-key", "range", "if-none-match", "if-range", "idempotency-key")
 CORS_ALLOW_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
-# what a browser script may read of a response: partial media, job polling, request ids
-CORS_EXPOSE_HEADERS = ["content-range", "content-length", "etag", "retry-after", "x-request-id"]
+# what a browser script may read of a response: partial media, job polling, request ids, idempotent replays
+CORS_EXPOSE_HEADERS = ["content-range", "content-length", "etag", "retry-after", "x-request-id", "idempotent-replayed"]
 CORS_PREFLIGHT_MAX_AGE = 600
+
+
+def _metrics_auth(value: str) -> str | list[str]:
+    """PXTSERVE_METRICS_AUTH: "service" (the service's auth, the default), "none", or comma-separated keys."""
+    return value if value in ("service", "none") else [k.strip() for k in value.split(",") if k.strip()]
+
 
 # pxtserve: which service file this site serves (manage.py serve overrides it)
 PXTSERVE = {
@@ -189,6 +195,12 @@ PXTSERVE = {
     "MEDIA_INPUT_DIRS": [d for d in os.environ.get("PXTSERVE_MEDIA_INPUT_DIRS", "").split(",") if d],
     "MEDIA_FETCH_URLS": os.environ.get("PXTSERVE_MEDIA_FETCH_URLS", "0") == "1",
     "POOL_SIZE": int(os.environ["PXTSERVE_POOL_SIZE"]) if os.environ.get("PXTSERVE_POOL_SIZE") else None,
+    # background routes' webhook_url deliveries: the signing secret, and whether private addresses may receive them
+    "WEBHOOK_SECRET": os.environ.get("PXTSERVE_WEBHOOK_SECRET") or None,
+    "WEBHOOK_ALLOW_PRIVATE": os.environ.get("PXTSERVE_WEBHOOK_ALLOW_PRIVATE", "0") == "1",
+    # GET <prefix>/metrics: PXTSERVE_METRICS=0 turns metrics off; who may read them (pxtserve/conf.py)
+    "METRICS": os.environ.get("PXTSERVE_METRICS", "1") != "0",
+    "METRICS_AUTH": _metrics_auth(os.environ.get("PXTSERVE_METRICS_AUTH") or "service"),
 }
 
 # One configuration for every process of a serve (web server, uvicorn --workers, the job workers), all to stderr

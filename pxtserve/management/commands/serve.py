@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from pxtserve import conf, startup
+from pxtserve import conf, metrics_dir, startup, tracing
 from pxtserve.config import ServiceConfig, load_service, parse_service
 from pxtserve.errors import ServiceConfigError
 from pxtserve.logs import FORMATS as LOG_FORMATS
@@ -70,14 +70,30 @@ class Command(BaseCommand):
             choices=LOG_FORMATS,
             help="text lines, or one JSON object per line (default: PXTSERVE_LOG_FORMAT, else text)",
         )
+        parser.add_argument(
+            "--otel",
+            action="store_true",
+            help="emit OpenTelemetry traces, exported as the OTEL_* variables say (needs pxtserve[otel])",
+        )
+        parser.add_argument(
+            "--mcp",
+            action="store_true",
+            help="also serve the routes as MCP tools at <prefix>/mcp (needs pxtserve[mcp])",
+        )
         add_route_flags(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not options["dry_run"]:
+            # before anything imports prometheus-client: every process of this serve keeps its metrics there
+            metrics_dir.prepare()
         from pxtserve.service import activate, build_service
 
         # before anything logs, and before Pixeltable starts (pxtserve.logs.configure_serve says why)
         configure_serve(options["log_level"], options["log_format"], access_log=not options["no_access_log"])
         self._run_checks()
+        # --otel (or PXTSERVE_OTEL / settings.PXTSERVE["OTEL"]): for every process it starts; checked before anything
+        if (problem := tracing.configure_serve(options["otel"])) is not None:
+            raise CommandError(problem)
         try:
             # Pixeltable reports progress on stdout; keep stdout for our own output (--json must parse)
             with _stdout_to_stderr():
@@ -131,6 +147,8 @@ class Command(BaseCommand):
                 )
             config = load_service(options["config"] or Path.cwd() / "pyproject.toml", target)
         overrides = {k: options[k] for k in ("host", "port", "prefix") if options[k] is not None}
+        if options["mcp"]:
+            overrides["mcp"] = True
         if overrides:
             config = parse_service({**config.model_dump(), **overrides}, config.source or "command line")
         return config
@@ -140,7 +158,7 @@ class Command(BaseCommand):
 
         from pxtserve.asgi import build_application
         from pxtserve.jobs.recovery import start_up
-        from pxtserve.server import HTTP_PROTOCOL
+        from pxtserve.server import EVENT_LOOP, HTTP_PROTOCOL
         from pxtserve.workers import WorkerProcess
 
         data_directory = _data_directory()
@@ -178,6 +196,8 @@ class Command(BaseCommand):
                 lifespan="off",
                 workers=processes,
                 http=HTTP_PROTOCOL,
+                # its processes end through Python's exit on SIGTERM, flushing what they hold (pxtserve.server)
+                loop=EVENT_LOOP,
                 # the line per request is pxtserve.access's (it carries the request id); uvicorn logs with
                 # pxtserve's config (pxtserve.logs), which configure_serve applied
                 access_log=False,
