@@ -130,7 +130,13 @@ def _start(tmp: Path, *args: str, auth: str = "none", abandon: bool = False, **e
     if abandon:  # what a serve killed with SIGKILL leaves behind: the next serve removes it
         (tmp / "tmp" / f"pxtserve-metrics-{_ended_pid()}-abcd1234").mkdir()
     port = free_port()
-    environment = serve_env(tmp, TMPDIR=str(tmp / "tmp"), PXTSERVE_JOB_WORKERS="1", **env)
+    # Pixeltable's embedded PostgreSQL guards its handle list with a lock file in the runtime directory, else in
+    # TMPDIR: a TMPDIR per server would give each its own lock, and servers starting together would race on
+    # the list (a half-written file fails the next start). One runtime directory for every server keeps one lock.
+    runtime = tmp.parent / "pg-runtime"
+    (runtime / "python_PostgresServer").mkdir(parents=True, exist_ok=True)
+    runtime.chmod(0o700)  # platformdirs takes XDG_RUNTIME_DIR only when it is private
+    environment = serve_env(tmp, TMPDIR=str(tmp / "tmp"), XDG_RUNTIME_DIR=str(runtime), PXTSERVE_JOB_WORKERS="1", **env)
     for name in ("PROMETHEUS_MULTIPROC_DIR", "PXTSERVE_METRICS", "PXTSERVE_METRICS_AUTH"):
         if name not in env:
             environment.pop(name, None)
