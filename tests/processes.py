@@ -54,6 +54,17 @@ def serve_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM a server (serve stops its job workers and drains), SIGKILL it if it has not ended in `timeout` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def stop_group(proc: subprocess.Popen) -> None:
     """SIGTERM a process started in its own session (and so its group), SIGKILL the group if it lingers."""
     if proc.poll() is None:

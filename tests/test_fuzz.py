@@ -32,7 +32,7 @@ import pytest
 import schemathesis
 from schemathesis.engine import events, from_schema
 
-from tests.processes import free_port
+from tests.processes import free_port, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "demo" / "service.toml"
@@ -107,12 +107,7 @@ def demo_server(pxt_tables: Any, tmp_path_factory: pytest.TempPathFactory) -> It
         before = {table: _ids(table) for table in DEMO_TABLES}
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=30)
         # the tables are shared by the session's tests: leave them with the rows they had
         for table, keep in before.items():
             _delete_rows_not_in(table, keep)

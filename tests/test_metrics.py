@@ -24,7 +24,7 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.processes import REPO, free_port, serve_env, wait_until_up
+from tests.processes import REPO, free_port, serve_env, stop_process, wait_until_up
 
 START_TIMEOUT_S = 180
 SERVICE_KEY = "svc-key"
@@ -150,12 +150,7 @@ def _start(tmp: Path, *args: str, auth: str = "none", abandon: bool = False, **e
 
 
 def _stop(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    stop_process(server.process)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 from django.test import override_settings
 
-from tests.processes import REPO, free_port, serve_env, wait_until_up
+from tests.processes import REPO, free_port, serve_env, stop_process, wait_until_up
 
 START_TIMEOUT_S = 180
 SPAN_TIMEOUT_S = 60
@@ -173,13 +173,7 @@ class Server:
         return response, span
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=90)
 
 
 def one(spans: list[dict[str, Any]], *, request_id: str | None = None, **match: Any) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import free_port, serve_env, wait_until_up
+from tests.processes import free_port, serve_env, stop_process, wait_until_up
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120
@@ -189,12 +189,7 @@ def server(pxt_tables, receiver, tmp_path_factory) -> Iterator[Server]:
         wait_until_up(f"{started.base}/docs", started.process, START_TIMEOUT_S, started.log)
         yield started
     finally:
-        started.process.terminate()
-        try:
-            started.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            started.process.kill()
-            started.process.wait()
+        stop_process(started.process)
 
 
 def signed(request: dict[str, Any]) -> bool:
