@@ -201,6 +201,10 @@ PXTSERVE = {
     # GET <prefix>/metrics: PXTSERVE_METRICS=0 turns metrics off; who may read them (pxtserve/conf.py)
     "METRICS": os.environ.get("PXTSERVE_METRICS", "1") != "0",
     "METRICS_AUTH": _metrics_auth(os.environ.get("PXTSERVE_METRICS_AUTH") or "service"),
+    # PXTSERVE_MCP=1: every router answers MCP at <prefix>/mcp (a service's own `mcp` wins)
+    "MCP": os.environ.get("PXTSERVE_MCP", "0") == "1",
+    # seconds an Idempotency-Key is remembered (default: conf.py's)
+    **({"IDEMPOTENCY_TTL": ttl} if (ttl := os.environ.get("PXTSERVE_IDEMPOTENCY_TTL")) else {}),
 }
 
 # One configuration for every process of a serve (web server, uvicorn --workers, the job workers), all to stderr
