@@ -235,21 +235,8 @@ class MetricsMiddleware(DualModeMiddleware):
         _enter(request)
 
 
-# route_label's answers by the URL pattern matched (None: no match): the declared routes, a bounded set
-_labels: dict[str | None, str] = {}
-
-
-def _route(request: HttpRequest) -> str:
-    match = getattr(request, "resolver_match", None)
-    pattern = match.route if match is not None else None
-    label = _labels.get(pattern)
-    if label is None:
-        label = _labels[pattern] = route_label(request)
-    return label
-
-
 def _enter(request: HttpRequest) -> None:
-    route = request.pxtserve_route = _route(request)  # type: ignore[attr-defined]
+    route = request.pxtserve_route = route_label(request)  # type: ignore[attr-defined]
     gauge = request.pxtserve_in_flight = _child(_metrics().in_flight, route)  # type: ignore[attr-defined]
     gauge.inc()
 
@@ -263,7 +250,7 @@ def _leave(request: HttpRequest) -> None:
 
 def _record(request: HttpRequest, status: int, started: float) -> None:
     elapsed = time.perf_counter() - started
-    route = getattr(request, "pxtserve_route", None) or _route(request)
+    route = getattr(request, "pxtserve_route", None) or route_label(request)
     method = request.method if request.method in _METHODS else "other"
     made = _metrics()
     _child(made.requests, route, method, str(status)).inc()

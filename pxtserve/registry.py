@@ -62,6 +62,11 @@ def route_key(router_name: str | None, operation: ServedOperation) -> str:
     return f"{router_name}: {key}" if router_name else key
 
 
+def route_of_key(key: str) -> str:
+    """A route as its clients know it, "POST /items": its route key without the router's name."""
+    return key.rpartition(": ")[2]
+
+
 def route_digest(operation: ServedOperation) -> str:
     """A digest of everything that declares the route: equal digests mean interchangeable operations."""
     text = json.dumps(operation.describe(), sort_keys=True, default=str)

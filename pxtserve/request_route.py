@@ -16,9 +16,17 @@ UNMATCHED = "unmatched"
 _CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
+# labels by the URL pattern matched: the declared routes, a bounded set, so each is written once (a request's
+# metrics and its span both ask)
+_labels: dict[str, str] = {}
+
+
 def route_label(request: Any) -> str:
     """The declared path of the route that served `request` (its mount prefix included), or "unmatched"."""
     match = getattr(request, "resolver_match", None)
     if match is None or match.route is None:
         return UNMATCHED
-    return "/" + _CONVERTER.sub(r"{\1}", match.route)
+    label = _labels.get(match.route)
+    if label is None:
+        label = _labels[match.route] = "/" + _CONVERTER.sub(r"{\1}", match.route)
+    return label

@@ -19,8 +19,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from pxtserve.errors import ApiError
-from pxtserve.jobs.store import JobStatus, StatusName, db_connection, fail_interrupted, lost_worker, route_label
+from pxtserve.jobs.store import JobStatus, StatusName, db_connection, fail_interrupted, lost_worker
 from pxtserve.jobs.store import status_body as poll_body
+from pxtserve.registry import route_of_key
 
 if TYPE_CHECKING:
     from pxtserve.models import Job
@@ -80,7 +81,7 @@ def list_jobs(route_keys: list[str], query: JobListQuery, job_url: Callable[[str
 
     after = decode_cursor(query.cursor) if query.cursor else None
     if query.route is not None:
-        route_keys = [key for key in route_keys if route_matches(route_label(key), query.route)]
+        route_keys = [key for key in route_keys if route_matches(route_of_key(key), query.route)]
     with db_connection():
         jobs = Job.objects.filter(route__in=route_keys).order_by("-submitted_at", "-id")
         if query.status is not None:
@@ -100,6 +101,6 @@ def list_jobs(route_keys: list[str], query: JobListQuery, job_url: Callable[[str
                 if job.pk in lost:
                     job.refresh_from_db()
     items = [
-        {**poll_body(job), "id": job.id, "route": route_label(job.route), "job_url": job_url(job.id)} for job in page
+        {**poll_body(job), "id": job.id, "route": route_of_key(job.route), "job_url": job_url(job.id)} for job in page
     ]
     return {"jobs": items, "next_cursor": encode_cursor(page[-1]) if more else None}

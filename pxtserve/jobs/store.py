@@ -71,11 +71,6 @@ def status_body(job: Job) -> dict[str, Any]:
     return body
 
 
-def route_label(route_key: str) -> str:
-    """A job's route as its clients know it, "POST /items": its route key without the router's name."""
-    return route_key.rpartition(": ")[2]
-
-
 def job_upload_dir() -> Path:
     configured = conf.settings().JOB_UPLOAD_DIR
     if configured is not None:

@@ -41,7 +41,8 @@ from django.utils import timezone
 
 from pxtserve import conf
 from pxtserve.addresses import default_port, pinned_request, public_addresses, resolve
-from pxtserve.jobs.store import FINAL_STATUSES, db_connection, route_label, status_body
+from pxtserve.jobs.store import FINAL_STATUSES, db_connection, status_body
+from pxtserve.registry import route_of_key
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -66,7 +67,7 @@ def signature(secret: str, body: bytes) -> str:
 
 def payload(job: Job) -> bytes:
     """The delivered body: the job's final poll body with its id and route."""
-    body = {"id": job.id, "route": route_label(job.route), **status_body(job)}
+    body = {"id": job.id, "route": route_of_key(job.route), **status_body(job)}
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
