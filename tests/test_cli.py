@@ -37,7 +37,7 @@ def test_dry_run_json_describes_every_route(pxt_tables):
     routes = {(r["method"], r["path"]): r for r in described["routes"]}
     assert routes[("GET", "/notes/lookup")]["one_row"] is True
     assert routes[("POST", "/notes/update")]["primary_key"] == ["id"]
-    assert len(routes) == 11
+    assert len(routes) == 14
 
 
 def test_dry_run_text_and_overrides(pxt_tables):

@@ -39,7 +39,7 @@ DEMO = REPO / "examples" / "demo" / "service.toml"
 
 SEED = 42
 # generated cases per operation in the fuzzing phase; the coverage phase adds its own boundary and
-# schema-violating cases: with the demo's 11 documented operations the run sends about 700 requests
+# schema-violating cases: with the demo's 14 documented operations the run sends about 700 requests
 MAX_EXAMPLES = 30
 CHECKS = ["not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance"]
 CONFIG = {
@@ -58,7 +58,7 @@ CONFIG = {
     "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
 }
 # the demo's tables (primary key `id`): rows the fuzz inserted are deleted afterwards
-DEMO_TABLES = ("demo.notes", "demo.images")
+DEMO_TABLES = ("demo.notes", "demo.images", "demo.videos")
 INT64_MAX = 2**63 - 1
 
 
@@ -131,7 +131,7 @@ def test_demo_api_survives_a_seeded_fuzz(demo_server: str) -> None:
     # every documented operation is fuzzed: the router's media files are not documented, and its job
     # poll only for a router with a background route (the demo has none; see test_job_poll_of_junk_ids)
     labels = {result.ok().label for result in schema.get_all_operations()}
-    assert len(labels) == 11 and not any(label.startswith(("GET /media/", "GET /jobs/")) for label in labels), labels
+    assert len(labels) == 14 and not any(label.startswith(("GET /media/", "GET /jobs/")) for label in labels), labels
     failures: dict[tuple[str, ...], str] = {}
     errors: list[str] = []
     sent = 0

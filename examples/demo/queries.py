@@ -2,7 +2,7 @@
 
 import pixeltable as pxt
 
-from examples.demo.schema import images, notes
+from examples.demo.schema import frames, images, notes
 
 
 @pxt.query
@@ -23,3 +23,8 @@ def thumbnail(id: int):
 @pxt.query
 def images_by_tag(tag: str):
     return images.where(images.tag == tag).order_by(images.id).select(images.id, images.image, images.thumbnail)
+
+
+@pxt.query
+def video_frames(id: int):
+    return frames.where(frames.id == id).order_by(frames.pos).select(frames.pos, frames.frame)

@@ -1,6 +1,7 @@
 """The demo's tables, created on import (idempotently): what `modules` in service.toml points at."""
 
 import pixeltable as pxt
+from pixeltable.functions.video import frame_iterator
 
 pxt.create_dir("demo", if_exists="ignore")
 
@@ -23,3 +24,15 @@ images = pxt.create_table(
 )
 images.add_computed_column(thumbnail=images.image.resize((64, 64)), if_exists="ignore")
 images.add_computed_column(width=images.image.width, if_exists="ignore")
+
+# Videos with computed columns read from the file (its duration, a poster frame served as a URL), and a view
+# with one row per second of video whose frames are computed when read.
+videos = pxt.create_table(
+    "demo.videos",
+    {"id": pxt.Required[pxt.Int], "video": pxt.Video, "title": pxt.String | None},
+    primary_key="id",
+    if_exists="ignore",
+)
+videos.add_computed_column(duration=videos.video.get_duration(), if_exists="ignore")
+videos.add_computed_column(poster=videos.video.extract_frame(timestamp=0.0), if_exists="ignore")
+frames = pxt.create_view("demo.frames", videos, iterator=frame_iterator(videos.video, fps=1.0), if_exists="ignore")
