@@ -9,6 +9,12 @@ terminal's Ctrl-C reaches `serve` alone, which then stops the workers and waits
 for them, and kills the whole group if they do not stop in time. A child whose
 parent died without stopping it (SIGKILL) notices its stdin close and stops.
 
+Only the job workers load Pixeltable (`on_worker_spawn`). The cluster's other
+processes (this child, django-q2's sentinel, its monitor and its pusher) run
+Django alone: what every Django process imports of pxtserve (models, admin, the
+jobs' completion hook, which the monitor runs) imports no Pixeltable, and
+test_process_tree checks it.
+
 Run by `serve` as `python -m pxtserve.workers --settings S --pythonpath P`.
 """
 
