@@ -76,9 +76,31 @@ class WorkerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)  # the group: sentinel, workers, monitor, pusher
         except ProcessLookupError:
             pass
+        else:
+            _wait_group_ended(self.process.pid)
         self.process.wait()
         if self.process.stdin is not None:
             self.process.stdin.close()
+
+
+def _wait_group_ended(group: int, timeout: float = 5.0) -> None:
+    """Wait until every process of a killed group has ended (a zombie has): the sentinel's children are not ours to
+    wait for, and what runs next (the embedded database's last-user check) must not find them still running."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = False
+        for process in psutil.process_iter(["status"]):
+            try:
+                running = os.getpgid(process.pid) == group and process.info["status"] != psutil.STATUS_ZOMBIE
+            except ProcessLookupError:
+                continue
+            if running:
+                break
+        if not running:
+            return
+        time.sleep(0.05)
 
 
 def on_worker_spawn(sender: Any, proc_name: str = "", **kwargs: Any) -> None:

@@ -1,4 +1,4 @@
-"""The process tree of a real `manage.py serve`: only job workers load Pixeltable.
+"""The process tree of a real `manage.py serve`: only job workers load Pixeltable, and nothing is left running.
 
 Every server here runs on this module's own PIXELTABLE_HOME, so that its embedded PostgreSQL is
 ours alone (the test session's is used by the session itself, and other sessions run theirs).
@@ -6,7 +6,9 @@ ours alone (the test session's is used by the session itself, and other sessions
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -87,6 +89,15 @@ def postmaster(home: Path) -> psutil.Process:
     return psutil.Process(int((home / "pgdata" / "postmaster.pid").read_text().split()[0]))
 
 
+def assert_stops(database: psutil.Process, home: Path, server: Serve) -> None:
+    """The embedded PostgreSQL ends within seconds (else: which processes were still listed as its users)."""
+    _, alive = psutil.wait_procs([database], timeout=30)
+    if alive:
+        listed = json.loads((home / "pgdata" / ".handle_pids.json").read_text())
+        users = {pid: psutil.Process(pid).status() if psutil.pid_exists(pid) else "gone" for pid in listed}
+        pytest.fail(f"the embedded PostgreSQL still runs; listed users {users}\n{server.log()}")
+
+
 def loads_pixeltable(process: psutil.Process) -> bool:
     return PIXELTABLE_STACK.search(Path(f"/proc/{process.pid}/maps").read_text()) is not None
 
@@ -102,7 +113,9 @@ def wait_for_task_saved(tmp_path: Path, job_id: str) -> None:
     pytest.fail(f"the monitor never saved the task of job {job_id}")
 
 
-def test_only_the_job_worker_loads_pixeltable_and_its_job_completes(home: Path, tmp_path: Path) -> None:
+def test_only_the_job_worker_loads_pixeltable_and_sigterm_stops_the_embedded_database(
+    home: Path, tmp_path: Path
+) -> None:
     server = Serve(home, tmp_path)
     try:
         job_id = server.run_job(1)
@@ -118,5 +131,80 @@ def test_only_the_job_worker_loads_pixeltable_and_its_job_completes(home: Path, 
         # one job worker by default; the monitor has run the job's completion hook, and still has no Pixeltable
         assert len(job_workers) == 1, server.log()
         assert len(spawned) - len(job_workers) == 2, [p.cmdline() for p in spawned]
+        # SIGTERM (a supervisor's stop): the last process of the tree stops the embedded database it used (the job
+        # worker, which ended by os._exit, stays listed among its users; the server knows it is gone)
+        database = postmaster(home)
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=60)
+        assert_stops(database, home, server)
     finally:
         stop_process(server.process)
+
+
+def test_ctrl_c_stops_the_embedded_database_too(home: Path, tmp_path: Path) -> None:
+    server = Serve(home, tmp_path)
+    try:
+        server.run_job(2)
+        database = postmaster(home)
+        server.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        server.process.wait(timeout=60)
+        assert_stops(database, home, server)
+    finally:
+        stop_process(server.process)
+
+
+def test_the_embedded_database_keeps_running_for_another_live_user(home: Path, tmp_path: Path) -> None:
+    # another process using the same Pixeltable home (a notebook, a script): it lists the tables on each line
+    user_code = (
+        "import sys, pixeltable as pxt\n"
+        "pxt.init()\n"
+        "print('ready', flush=True)\n"
+        "for _ in sys.stdin:\n"
+        "    print(len(pxt.list_tables('multinode')), flush=True)\n"
+    )
+    env = serve_env(tmp_path, PIXELTABLE_HOME=str(home), PIXELTABLE_VERBOSITY="0")
+    user = subprocess.Popen(
+        [sys.executable, "-c", user_code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert user.stdin is not None and user.stdout is not None
+    try:
+        assert user.stdout.readline().strip() == "ready"
+        server = Serve(home, tmp_path, "--no-workers")
+        database = postmaster(home)
+        stop_process(server.process)
+        assert database.is_running()
+        user.stdin.write("tables?\n")
+        user.stdin.flush()
+        assert int(user.stdout.readline()) >= 1  # it can still use the database
+    finally:
+        user.stdin.close()
+        user.wait(timeout=60)
+
+
+def test_a_test_session_leaves_no_embedded_database_running(tmp_path: Path) -> None:
+    # a session of this suite (its conftest, as a plugin) whose one test starts Pixeltable on a home of its own
+    (tmp_path / "test_uses_pixeltable.py").write_text(
+        "import os, pathlib, pixeltable as pxt\n"
+        "def test_start():\n"
+        "    pxt.init()\n"
+        "    pid_file = pathlib.Path(os.environ['PIXELTABLE_HOME'], 'pgdata', 'postmaster.pid')\n"
+        "    pathlib.Path(os.environ['PID_OUT']).write_text(pid_file.read_text().split()[0])\n"
+    )
+    home = tmp_path / "pixeltable"
+    env = serve_env(tmp_path, PIXELTABLE_HOME=str(home), PID_OUT=str(tmp_path / "postmaster"))
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider"]
+    session = subprocess.run(
+        [*command, "--rootdir", str(tmp_path), str(tmp_path / "test_uses_pixeltable.py")],
+        check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    try:
+        assert session.returncode == 0, session.stdout + session.stderr
+        database = int((tmp_path / "postmaster").read_text())
+        assert not psutil.pid_exists(database) or psutil.Process(database).status() == psutil.STATUS_ZOMBIE
+    finally:
+        stop_embedded_postgres(home / "pgdata")
