@@ -167,6 +167,7 @@ def test_the_embedded_database_keeps_running_for_another_live_user(home: Path, t
         [sys.executable, "-c", user_code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     assert user.stdin is not None and user.stdout is not None
+    server = None
     try:
         assert user.stdout.readline().strip() == "ready"
         server = Serve(home, tmp_path, "--no-workers")
@@ -177,6 +178,8 @@ def test_the_embedded_database_keeps_running_for_another_live_user(home: Path, t
         user.stdin.flush()
         assert int(user.stdout.readline()) >= 1  # it can still use the database
     finally:
+        if server is not None:
+            stop_process(server.process)
         user.stdin.close()
         user.wait(timeout=60)
 
