@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from pxtserve.jobs.control import Report, cancel_jobs, retry_jobs
 from pxtserve.models import IdempotencyKey, Job
+
+if TYPE_CHECKING:
+    from pxtserve.jobs.control import Report
 
 
 def _pretty(value: Any) -> str:
@@ -97,10 +99,16 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected pending jobs", permissions=["control"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        # imported here: every Django process loads this module (admin autodiscovery), the job cluster's
+        # bookkeeping processes too, and control imports the Pixeltable side of jobs
+        from pxtserve.jobs.control import cancel_jobs
+
         self._report(request, "cancelled", cancel_jobs(queryset))
 
     @admin.action(description="Retry the selected failed jobs (each as a new job)", permissions=["control"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        from pxtserve.jobs.control import retry_jobs
+
         self._report(request, "retried", retry_jobs(queryset))
 
     @admin.display(description="duration")

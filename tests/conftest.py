@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import tempfile
 import types
 from collections.abc import Iterator
@@ -85,3 +86,11 @@ def serve(pxt_tables: types.ModuleType) -> Any:
     yield _serve
     for cm in reversed(stack):
         cm.__exit__(None, None, None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the session's embedded PostgreSQL (Pixeltable leaves it running), unless a process still uses it."""
+    if "pixeltable" in sys.modules:  # this session started Pixeltable (importing it here would not)
+        from pxtserve.pxt_internals import stop_embedded_database_unless_used
+
+        stop_embedded_database_unless_used()

@@ -77,7 +77,8 @@ def stop_group(proc: subprocess.Popen) -> None:
 
 
 def stop_embedded_postgres(pgdata: Path) -> None:
-    """Stop the PostgreSQL a server's Pixeltable started in `pgdata`: Pixeltable leaves it running on purpose."""
+    """Stop the PostgreSQL a Pixeltable started in `pgdata`, if it still runs: `serve` stops it as it ends, but not
+    after a SIGKILL, nor while another process (a test's own Pixeltable user) was still listed as using it."""
     import psutil
 
     pid_file = pgdata / "postmaster.pid"
@@ -89,6 +90,10 @@ def stop_embedded_postgres(pgdata: Path) -> None:
         if str(pgdata.resolve()) not in " ".join(postmaster.cmdline()):
             return
         postmaster.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown
-        postmaster.wait(30)
+        try:
+            postmaster.wait(30)
+        except psutil.TimeoutExpired:
+            postmaster.send_signal(signal.SIGQUIT)  # "immediate": a backend that ignores the fast shutdown
+            postmaster.wait(30)
     except (psutil.NoSuchProcess, ValueError, IndexError):
         pass

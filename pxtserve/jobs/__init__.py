@@ -18,7 +18,7 @@ does not import the others.
 from typing import Any
 
 # tasks queued by earlier versions name "pxtserve.jobs.run_job" (and its hook); django-q2 resolves them here
-_MOVED = {"run_job": "pxtserve.jobs.run", "task_finished": "pxtserve.jobs.run"}
+_MOVED = {"run_job": "pxtserve.jobs.run", "task_finished": "pxtserve.jobs.hook"}
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 # what the broker stores per task: the function a worker imports, and its completion hook
 TASK_FUNC = "pxtserve.jobs.run.run_job"
-TASK_HOOK = "pxtserve.jobs.run.task_finished"
+TASK_HOOK = "pxtserve.jobs.hook.task_finished"  # run in the monitor: no Pixeltable there
 # a webhook delivery run as a task of its own (a cancelled job's, or one that a crash or restart cut short)
 WEBHOOK_TASK_FUNC = "pxtserve.jobs.webhooks.deliver"
 

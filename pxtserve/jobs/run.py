@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from pxtserve import metrics, registry, schemas, tracing
 from pxtserve.errors import ApiError, ServiceConfigError, error_body
-from pxtserve.jobs.queue import enqueue_delivery
+from pxtserve.jobs.hook import task_finished
 from pxtserve.jobs.store import finish, worker_id
 from pxtserve.jobs.webhooks import deliver
 from pxtserve.media import MediaUrls
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from pxtserve.routes.operation import Operation
 
 _logger = logging.getLogger("pxtserve.jobs")
+
+# tasks queued by earlier versions name their hook "pxtserve.jobs.run.task_finished"
+__all__ = ["describe_error", "execute", "find_operation", "run_job", "stage_uploads", "task_finished"]
 
 
 def run_job(job_id: str) -> str:
@@ -129,22 +132,3 @@ def describe_error(exc: Exception) -> tuple[str, dict[str, Any], str]:
             exc = ApiError(500, "INTERNAL_ERROR", "internal server error")
     _, body = error_body(exc)
     return str(body["detail"]["message"]), body["detail"], trace
-
-
-def task_finished(task: Any) -> None:
-    """django-q's hook: a task that failed before recording its outcome (a crash, a timeout) fails its job."""
-    from pxtserve.models import Job
-
-    if task.success or not task.args:
-        return
-    message = str(task.result or "the worker failed").split(" : ", 1)[0]
-    Job.objects.filter(pk=task.args[0], status__in=[Job.Status.PENDING, Job.Status.RUNNING]).update(
-        status=Job.Status.ERROR,
-        finished_at=timezone.now(),
-        error=message,
-        error_detail=ApiError(500, "WORKER_FAILED", message).to_dict(),
-        traceback=str(task.result or ""),
-    )
-    # a run cut short after its row was final (a timeout, a crash mid-delivery) still owes its webhook
-    if Job.objects.filter(pk=task.args[0], webhook_status=Job.WebhookStatus.PENDING).exists():
-        enqueue_delivery(task.args[0])

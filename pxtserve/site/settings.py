@@ -157,7 +157,8 @@ WHITENOISE_USE_FINDERS = True
 Q_CLUSTER = {
     "name": "pxtserve",
     "orm": "default",
-    "workers": int(os.environ.get("PXTSERVE_JOB_WORKERS", "2")),
+    # each job worker loads a whole Pixeltable stack: one by default (README, "Background jobs")
+    "workers": int(os.environ.get("PXTSERVE_JOB_WORKERS", "1")),
     "timeout": 3600,
     "retry": 3700,
     "max_attempts": 1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -256,9 +257,14 @@ def _stdout_to_stderr() -> Iterator[None]:
 def _shutdown() -> None:
     from pxtserve.executor import shutdown_pool
     from pxtserve.export import dispose_engines
+    from pxtserve.pxt_internals import stop_embedded_database_unless_used
 
     shutdown_pool()
     dispose_engines()
+    # the last process of this serve's tree (its web and job workers have ended): unless another process (another
+    # serve on the same Pixeltable home, a notebook) uses the embedded database, stop it as this process exits;
+    # not now, since a process that called serve in-process may go on using Pixeltable
+    atexit.register(stop_embedded_database_unless_used)
 
 
 def _as_text(description: dict[str, Any]) -> str:
