@@ -21,7 +21,8 @@ from pxtserve.jobs.control import cancel_body
 from pxtserve.jobs.listing import JobListQuery, list_jobs
 from pxtserve.jobs.poll import job_status_async
 from pxtserve.jobs.submit import JobRoute, job_url, submit_request
-from pxtserve.media import MediaUrls, file_response, media_file_response, resolve_media_request
+from pxtserve.media import MediaUrls, resolve_media_request
+from pxtserve.media_response import file_response, media_file_response, run_on_reader
 from pxtserve.routes.operation import Operation
 from pxtserve.uploads import name_uploads_in_error, remove_files, save_uploads
 
@@ -81,7 +82,7 @@ def make_operation_view(
             remove_files(saved.values())
             raise
         if serialize is None:  # a file route: the result is the file's path
-            return file_response(result)
+            return await file_response(result)
         return HttpResponse(serialize(result), content_type=JSON_CONTENT_TYPE)
 
     params = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HttpRequest)]
@@ -105,8 +106,8 @@ def make_operation_view(
     return view
 
 
-def media_view(request: HttpRequest, path: str) -> HttpResponse:
-    return media_file_response(request, resolve_media_request(path))
+async def media_view(request: HttpRequest, path: str) -> HttpResponse:
+    return await media_file_response(request, await run_on_reader(resolve_media_request, path))
 
 
 async def _authorized_job(
