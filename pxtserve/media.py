@@ -5,6 +5,7 @@ and the media view serves files from the media roots only (pxtserve.media_store)
 from __future__ import annotations
 
 import os
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import PIL.Image
 from django.http import Http404, HttpRequest
 from django.urls import reverse
 
+from pxtserve.media_signing import signed_query
 from pxtserve.media_store import media_roots, save_image
 
 
@@ -40,8 +42,13 @@ class MediaUrls:
     rows happens later, on a pool thread).
     """
 
-    def __init__(self, request: HttpRequest | None, url_name: str, base_url: str | None = None) -> None:
+    def __init__(
+        self, request: HttpRequest | None, url_name: str, base_url: str | None = None, *, signed: bool = False
+    ) -> None:
         self._base = base_url
+        # the URLs of a protected router's routes carry a signature (pxtserve.media_signing)
+        self._signed = signed
+        self._now = time.time()
         if self._base is None and request is not None:
             namespace = request.resolver_match.namespace if request.resolver_match else ""
             name = f"{namespace}:{url_name}" if namespace else url_name
@@ -67,7 +74,8 @@ class MediaUrls:
             return value
         home, _ = media_roots()
         rel = resolved.relative_to(home).as_posix()
-        return self._base + urllib.parse.quote(rel, safe="/")
+        url = self._base + urllib.parse.quote(rel, safe="/")
+        return f"{url}?{signed_query(rel, self._now)}" if self._signed else url
 
 
 def local_file_for(value: Any) -> Path | None:

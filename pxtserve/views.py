@@ -23,6 +23,7 @@ from pxtserve.jobs.poll import job_status_async
 from pxtserve.jobs.submit import JobRoute, job_url, submit_request
 from pxtserve.media import MediaUrls, resolve_media_request
 from pxtserve.media_response import file_response, media_file_response, run_on_reader
+from pxtserve.media_signing import media_access_denied
 from pxtserve.routes.operation import Operation
 from pxtserve.uploads import name_uploads_in_error, remove_files, save_uploads
 
@@ -56,7 +57,7 @@ def make_operation_view(
     async def view(request: HttpRequest, payload: Any = None, **uploads: UploadedFile) -> Any:
         inputs = operation.inputs_from(payload)
         # reversing the media view's URL has a cost: only for responses that can hold media
-        media = MediaUrls(request if operation.media_outputs else None, media_url_name)
+        media = MediaUrls(request if operation.media_outputs else None, media_url_name, signed=operation.signs_media())
         try:
             present = {name: upload for name, upload in uploads.items() if upload is not None}
             saved = await run_in_pool(save_uploads, present) if present else {}
@@ -106,8 +107,18 @@ def make_operation_view(
     return view
 
 
-async def media_view(request: HttpRequest, path: str) -> HttpResponse:
-    return await media_file_response(request, await run_on_reader(resolve_media_request, path))
+def make_media_view(is_protected: Callable[[], bool], router_auth: Callable[[], Any]) -> Callable[..., Any]:
+    """GET/HEAD <mount>/media/{path}: a file of the media store; on a protected router only with a signed URL
+    (or the router's own auth), checked before the path is even resolved."""
+
+    async def media_view(request: HttpRequest, path: str) -> HttpResponse:
+        if is_protected():
+            denied = await media_access_denied(request, path, router_auth())
+            if denied is not None:
+                return denied
+        return await media_file_response(request, await run_on_reader(resolve_media_request, path))
+
+    return media_view
 
 
 async def _authorized_job(
