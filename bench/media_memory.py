@@ -8,13 +8,14 @@ that before and after are measured alike. One `manage.py serve bench --no-worker
 Pixeltable home (bench/home.py); the file is written into pxtserve's media store and fetched from
 `/media/pxtserve_media/...`. RSS is sampled every 20 ms (psutil) from just before the downloads start until
 they all end; lookups run on 2 client threads, sequential requests each, for a fixed time without downloads,
-then for as long as the downloads run.
+then for as long as the downloads run (each download a process of its own).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -80,15 +82,19 @@ def _lookups(url: str, stop: threading.Event, out: list[float]) -> None:
                 out.append(elapsed)
 
 
-def _download(port: int, path: str, size: int, ok: list[bool]) -> None:
-    """A plain socket client: cheap on the CPU the server shares, so the figure is the server's."""
+def _download(port: int, path: str, size: int, ready: Any, go: Any) -> None:
+    """A plain socket client in a process of its own (spawned): cheap on the CPU the server shares, and no GIL
+    shared with the lookup clients, so the figures are the server's. Exits 1 when the body was short."""
+    ready.release()
+    go.wait()
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         buf = bytearray(CHUNK)
         received = 0
         while n := sock.recv_into(buf):
             received += n
-    ok.append(received >= size)
+    if received < size:
+        sys.exit(1)
 
 
 def _start_lookups(url: str, stop: threading.Event) -> tuple[list[float], list[threading.Thread]]:
@@ -138,20 +144,26 @@ def measure(repo: Path, home: Path, size_mb: int, clients: int) -> MediaMemoryRe
         quiet_stop.set()
         for t in lookup_threads:
             t.join()
+        # started (and their imports done) before anything is measured; released together
+        spawn = multiprocessing.get_context("spawn")
+        ready, go = spawn.Semaphore(0), spawn.Event()
+        downloads = [spawn.Process(target=_download, args=(port, media_path, size, ready, go)) for _ in range(clients)]
+        for t in downloads:
+            t.start()
+        for _ in downloads:
+            ready.acquire()
         time.sleep(1.0)
         rss_before = server.memory_info().rss
         peak = rss_before
         busy_stop = threading.Event()
         busy, lookup_threads = _start_lookups(url, busy_stop)
-        ok: list[bool] = []
-        downloads = [threading.Thread(target=_download, args=(port, media_path, size, ok)) for _ in range(clients)]
         began = time.monotonic()
-        for t in downloads:
-            t.start()
+        go.set()
         while any(t.is_alive() for t in downloads):
             peak = max(peak, server.memory_info().rss)
             time.sleep(SAMPLE_S)
         download_s = time.monotonic() - began
+        ok = [t.exitcode == 0 for t in downloads]
         busy_stop.set()
         for t in lookup_threads:
             t.join()

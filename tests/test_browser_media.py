@@ -76,24 +76,17 @@ def _wav() -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def clip_urls(server: Any, new_id_module: int, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    video = _mp4(tmp_path_factory.mktemp("clip") / "clip.mp4")
+@pytest.fixture
+def clip_urls(server: Any, new_id: Any, tmp_path: Path) -> dict[str, str]:
+    video = _mp4(tmp_path / "clip.mp4")
     r = httpx.post(
         f"{server.origin}/clips",
-        data={"id": str(new_id_module)},
+        data={"id": str(new_id())},
         files={"video": ("clip.mp4", video, "video/mp4"), "audio": ("tone.wav", _wav(), "audio/wav")},
         timeout=120,
     )
     assert r.status_code == 200, r.text
     return {"video": r.json()["video"], "audio": r.json()["audio"]}
-
-
-@pytest.fixture(scope="module")
-def new_id_module() -> int:
-    from tests.conftest import _ids
-
-    return next(_ids)
 
 
 # plays the element, seeks to the middle once it can, and reports what happened in window.mediaReport

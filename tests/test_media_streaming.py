@@ -14,7 +14,7 @@ import httpx
 import PIL.Image
 import pytest
 
-from tests.media_server import sized_file, started
+from tests.media_server import sized_file, started, store_file
 
 SERVICE = """
 [[service]]
@@ -148,3 +148,19 @@ def test_stalled_clients_hold_no_reader_thread(server, big_file):
         for sock in stalled:
             sock.close()
     _wait_for(lambda: str(path) not in server.open_paths(), "the server closing the stalled downloads' file", server)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "inline"),
+    [(".png", True), (".mp4", True), (".wav", True), (".pdf", True), (".html", False), (".svg", False),
+     (".xhtml", False), (".js", False), (".txt", False), (".bin", False)],
+)  # fmt: skip
+def test_only_image_video_audio_and_pdf_are_inline(server, suffix, inline):
+    path, rel = store_file(suffix, b"<script>alert(1)</script>")
+    r = httpx.get(f"{server.origin}/media/{rel}", timeout=30)
+    assert r.status_code == 200
+    disposition = r.headers["content-disposition"]
+    assert disposition.startswith("inline" if inline else "attachment"), (suffix, disposition)
+    assert r.headers["content-security-policy"] == "sandbox; default-src 'none'"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    path.unlink()
