@@ -115,6 +115,10 @@ class FileChunks:
             if not self._reading:
                 os.close(self._fd)
 
+    def __del__(self) -> None:
+        # a response dropped unsent (its request cancelled between the view and the send) is never closed
+        self.close()
+
 
 @dataclass(frozen=True)
 class _OpenFile:
@@ -128,6 +132,22 @@ def _open(path: Path) -> _OpenFile:
     fd = os.open(path, os.O_RDONLY)
     stat = os.fstat(fd)
     return _OpenFile(fd, stat.st_size, stat.st_mtime, stat.st_mtime_ns)
+
+
+def _close_opened(future: asyncio.Future[_OpenFile]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        os.close(future.result().fd)
+
+
+async def _open_off_loop(path: Path) -> _OpenFile:
+    """Open and stat `path` on a reader thread; a request cancelled meanwhile (its client left) closes the file
+    the thread opened for it."""
+    opening = asyncio.ensure_future(run_on_reader(_open, path))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
 
 
 def _position(digits: str) -> int | None:
@@ -159,7 +179,7 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None | bool:
 
 async def file_response(path: Path, *, as_attachment: bool = False) -> StreamingHttpResponse:
     """A whole file (a `return_fileresponse` route's answer), streamed."""
-    opened = await run_on_reader(_open, path)
+    opened = await _open_off_loop(path)
     content_type = content_type_of(path)
     headers = {**_file_headers(path, content_type, as_attachment=as_attachment), "Content-Length": str(opened.size)}
     return StreamingHttpResponse(FileChunks(opened.fd, 0, opened.size), content_type=content_type, headers=headers)
@@ -168,7 +188,7 @@ async def file_response(path: Path, *, as_attachment: bool = False) -> Streaming
 async def media_file_response(request: HttpRequest, path: Path) -> HttpResponse:
     """A media file with what players and caches need: ETag/Last-Modified (304 on a match),
     single byte ranges (206/416) and HEAD."""
-    opened: _OpenFile = await run_on_reader(_open, path)
+    opened = await _open_off_loop(path)
     try:
         response = _media_response(request, path, opened)
     except BaseException:
