@@ -13,15 +13,16 @@ public). Routers whose routes are all public keep plain URLs.
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare, salted_hmac
-from ninja.constants import NOT_SET
+from ninja.operation import AsyncOperation
 
 from pxtserve import conf
-from pxtserve.auth import check_auth
 from pxtserve.errors import ApiError, error_response
 
 _SALT = "pxtserve.media_signing"
@@ -50,14 +51,11 @@ def signature_problem(rel_path: str, expires: str | None, signature: str | None)
     return None
 
 
-async def media_access_denied(request: HttpRequest, rel_path: str, router_auth: Any) -> HttpResponse | None:
-    """On a protected router: None when the request may fetch `rel_path` (a valid signature, or else the
-    router's own auth passes), else the error response (403 for a missing, wrong or expired signature)."""
+def media_access_denied(request: HttpRequest, rel_path: str) -> HttpResponse | None:
+    """None when the request's signature for `rel_path` is valid now, else the 403 saying what is wrong with it."""
     problem = signature_problem(rel_path, request.GET.get(EXPIRES_PARAM), request.GET.get(SIGNATURE_PARAM))
     if problem is None:
         return None
-    if problem == "missing" and router_auth not in (None, NOT_SET) and _sends_credentials(request):
-        return await check_auth(router_auth, request)
     return error_response(
         ApiError(
             403,
@@ -68,5 +66,49 @@ async def media_access_denied(request: HttpRequest, rel_path: str, router_auth: 
     )
 
 
+# what SignedOrInherited grants a request it leaves to the view's signature check
+SIGNATURE_TO_CHECK = "media-signature-to-check"
+
+
+class SignedOrInherited:
+    """The Ninja auth of a media view that inherits auth (its router's, a mount's, a NinjaAPI's): a request that
+    carries credentials and no signature is judged by that auth, as before; any other is left to the view,
+    which accepts only a valid signature (media_access_denied)."""
+
+    is_async = True  # Ninja then awaits it on the event loop
+
+    def __init__(self, inherited: Sequence[Any]) -> None:
+        self.inherited = list(inherited)
+
+    async def __call__(self, request: HttpRequest) -> Any:
+        if request.GET.get(SIGNATURE_PARAM) or not _sends_credentials(request):
+            return SIGNATURE_TO_CHECK
+        for callback in self.inherited:
+            result = callback(request)  # a wrong key raises Ninja's 403
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result
+        return None  # Ninja's 401
+
+
 def _sends_credentials(request: HttpRequest) -> bool:
     return "Authorization" in request.headers or "X-API-Key" in request.headers
+
+
+def media_check_needed(request: HttpRequest, router_protected: bool) -> bool:
+    """Whether the media view must see a valid signature: Ninja's auth left it to the view, or no auth ran and the
+    router is protected by its routes' auth alone."""
+    granted = getattr(request, "auth", None)
+    return granted == SIGNATURE_TO_CHECK or (granted is None and router_protected)
+
+
+class MediaOperation(AsyncOperation):
+    """The class of a router's media view operation (PixeltableRouter sets it). The auth it inherits (the
+    router's, a mount's, the NinjaAPI's: Ninja hands it over in `_set_auth` as it binds the operation to an API)
+    is wrapped so that a signed URL passes without credentials; the view then checks the signature."""
+
+    def _set_auth(self, auth: Any) -> None:
+        super()._set_auth(auth)
+        if self.auth_callbacks and not isinstance(self.auth_callbacks[0], SignedOrInherited):
+            self.auth_callbacks = [SignedOrInherited(self.auth_callbacks)]

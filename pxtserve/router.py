@@ -28,6 +28,7 @@ from pxtserve.jobs.store import JobHandle, JobStatus
 from pxtserve.jobs.submit import JobRoute
 from pxtserve.jobs.webhooks import unsigned_routes_message
 from pxtserve.mcp_endpoint import add_endpoint as add_mcp_endpoint
+from pxtserve.media_signing import MediaOperation
 from pxtserve.routes import kinds
 from pxtserve.routes.functions import RouteFunction
 from pxtserve.routes.operation import Operation
@@ -169,16 +170,16 @@ class PixeltableRouter(Router):
         registry.register_router(self)
         self.media_url_name = f"pxtserve_media_{self.router_id}"
         self._media_protected: bool | None = None
-        # public to Ninja: the view itself asks for a signature when the router is protected (media_protected)
+        media_view = make_media_view(self.media_protected)
         self.add_api_operation(
             "/media/{path:path}",
             ["GET", "HEAD"],
-            make_media_view(self.media_protected, lambda: self.auth),
+            media_view,
             url_name=self.media_url_name,
             operation_id=f"pxtserve_media_{self.router_id}",
             include_in_schema=False,
-            auth=None,
         )
+        media_view._ninja_operation.__class__ = MediaOperation  # type: ignore[attr-defined]
         self.job_url_name = f"pxtserve_job_{self.router_id}"
         self._add_job_operations()
         self.mcp = conf.settings().MCP if mcp is None else mcp

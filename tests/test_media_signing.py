@@ -7,13 +7,15 @@ from __future__ import annotations
 import io
 import json
 import time
+import types
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import PIL.Image
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from tests.media_server import started
 
@@ -156,8 +158,17 @@ auth = "api_key"
 """
 
 
+@pytest.fixture
+def api_key_settings() -> Iterator[None]:
+    """The key, for in-process services: entered before `serve`, so left after its URLconf override."""
+    from django.conf import settings
+
+    with override_settings(PXTSERVE={**settings.PXTSERVE, "API_KEYS": [KEY]}):
+        yield
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_protected_background_routes_result_has_signed_urls(serve, new_id, tmp_path):
+def test_a_protected_background_routes_result_has_signed_urls(api_key_settings, serve, new_id, tmp_path):
     from tests.bodies import response_body
     from tests.pxt_app.schema import images
 
@@ -165,14 +176,51 @@ def test_a_protected_background_routes_result_has_signed_urls(serve, new_id, tmp
     PIL.Image.new("RGB", (12, 12), "navy").save(image)
     tag = f"job{new_id()}"
     images.insert([{"id": new_id(), "image": str(image), "tag": tag}])
-    with override_settings(PXTSERVE={"API_KEYS": [KEY]}):
-        client = serve(PROTECTED_JOBS)
-        r = client.post("/api/bg/thumbs", json.dumps({"tag": tag}), content_type="application/json", HTTP_X_API_KEY=KEY)
-        assert r.status_code == 202, r.content
-        status = client.get(r.json()["job_url"].removeprefix("http://testserver"), HTTP_X_API_KEY=KEY).json()
-        assert status["status"] == "done", status
-        url = status["result"]["rows"][0]["thumb"].removeprefix("http://testserver")
+    client = serve(PROTECTED_JOBS)
+    r = client.post("/api/bg/thumbs", json.dumps({"tag": tag}), content_type="application/json", HTTP_X_API_KEY=KEY)
+    assert r.status_code == 202, r.content
+    status = client.get(r.json()["job_url"].removeprefix("http://testserver"), HTTP_X_API_KEY=KEY).json()
+    assert status["status"] == "done", status
+    url = status["result"]["rows"][0]["thumb"].removeprefix("http://testserver")
+    assert "signature=" in url
+    r = client.get(url)  # no key
+    assert r.status_code == 200 and PIL.Image.open(io.BytesIO(response_body(r))).size == (8, 8)
+    assert client.get(url.partition("?")[0]).status_code == 403
+
+
+def test_a_sites_ninja_api_auth_protects_its_routers_media(api_key_settings, pxt_tables, new_id, tmp_path):
+    """A third-party site puts the auth on its NinjaAPI, not on the router: the router's media is protected all
+    the same (signed URLs; the bare path takes the API's key or is 403)."""
+    from django.urls import path
+    from ninja import NinjaAPI
+
+    from pxtserve import PixeltableRouter
+    from pxtserve.auth import api_key_auth
+    from tests.bodies import response_body
+    from tests.pxt_app.queries import images_by_tag
+    from tests.pxt_app.schema import images
+
+    image = tmp_path / "p.png"
+    PIL.Image.new("RGB", (12, 12), "teal").save(image)
+    tag = f"site{new_id()}"
+    images.insert([{"id": new_id(), "image": str(image), "tag": tag}])
+    router = PixeltableRouter()
+    router.add_query_route(path="/search", query=images_by_tag)
+    api = NinjaAPI(auth=api_key_auth(lambda: [KEY]), urls_namespace=f"signing-site-{new_id()}")
+    api.add_router("/pxt", router)
+    urlconf = types.ModuleType(f"signing_site_urls_{new_id()}")
+    urlconf.urlpatterns = [path("api/", api.urls)]  # type: ignore[attr-defined]
+    with override_settings(ROOT_URLCONF=urlconf):
+        client = Client()
+        search = json.dumps({"tag": tag})
+        assert client.post("/api/pxt/search", search, content_type="application/json").status_code == 401
+        r = client.post("/api/pxt/search", search, content_type="application/json", HTTP_X_API_KEY=KEY)
+        url = r.json()["rows"][0]["thumb"].removeprefix("http://testserver")
         assert "signature=" in url
         r = client.get(url)  # no key
         assert r.status_code == 200 and PIL.Image.open(io.BytesIO(response_body(r))).size == (8, 8)
-        assert client.get(url.partition("?")[0]).status_code == 403
+        bare = url.partition("?")[0]
+        r = client.get(bare)
+        assert r.status_code == 403 and r.json()["detail"]["error_code"] == "MEDIA_SIGNATURE_MISSING"
+        assert client.get(bare, HTTP_X_API_KEY=KEY).status_code == 200
+        assert client.get(bare, HTTP_X_API_KEY="wrong").status_code == 403
