@@ -48,7 +48,7 @@ class MediaUrls:
         self._base = base_url
         # the URLs of a protected router's routes carry a signature (pxtserve.media_signing)
         self._signed = signed
-        self._now = time.time()
+        self._now = time.time() if signed else 0.0
         if self._base is None and request is not None:
             namespace = request.resolver_match.namespace if request.resolver_match else ""
             name = f"{namespace}:{url_name}" if namespace else url_name
