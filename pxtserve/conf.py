@@ -79,6 +79,8 @@ class Settings(pydantic.BaseModel):
     JOB_RETENTION_SECONDS: NonNegativeFloat = 7 * 24 * 3600.0
     # media made for responses (in-memory images of computed columns, compute routes' uploads) is kept this long
     MEDIA_OUTPUT_RETENTION_SECONDS: NonNegativeFloat = 7 * 24 * 3600.0
+    # seconds a signed media URL (of a router with protected routes, pxtserve/media_signing.py) stays valid
+    MEDIA_URL_TTL: PositiveInt = 3600
     # where files uploaded to background routes wait for a worker; default: <Pixeltable home>/pxtserve_job_uploads
     JOB_UPLOAD_DIR: Path | None = None
     # OpenTelemetry traces (pxtserve.tracing; needs pxtserve[otel]); PXTSERVE_OTEL=1 and `serve --otel` turn it on too

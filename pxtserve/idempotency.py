@@ -172,8 +172,12 @@ async def _run_and_record(view: View, request: HttpRequest, params: dict[str, An
         await sync_to_async(release, thread_sensitive=False)(claimed)
         return response
     if response.streaming:
-        # a file: read to be recorded, and answered from those bytes
-        answer = await sync_to_async(answer_of, thread_sensitive=False)(response)
+        # a file: read to be recorded (its chunks are read off the event loop), and answered from those bytes
+        try:
+            body = b"".join([part async for part in response])
+        finally:
+            response.close()
+        answer = answer_of(response, body)
         response = answer.response(replayed=False)
     else:
         answer = answer_of(response)
@@ -251,15 +255,9 @@ def claim(route: str, key: str, inputs: Mapping[str, Any], uploads: Mapping[str,
     )
 
 
-def answer_of(response: HttpResponse) -> Answer:
-    """What is recorded of a response (a streamed body is read, and closed)."""
-    if response.streaming:
-        try:
-            body = b"".join(response.streaming_content)  # type: ignore[arg-type]
-        finally:
-            response.close()
-    else:
-        body = response.content
+def answer_of(response: HttpResponse, streamed_body: bytes | None = None) -> Answer:
+    """What is recorded of a response: its content, or the body read from a streamed one."""
+    body = response.content if streamed_body is None else streamed_body
     headers = {name: value for name, value in response.items() if name.lower() != "content-length"}
     return Answer(response.status_code, headers, body)
 

@@ -4,26 +4,17 @@ and the media view serves files from the media roots only (pxtserve.media_store)
 
 from __future__ import annotations
 
-import mimetypes
 import os
-import re
+import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import PIL.Image
-from django.http import (
-    FileResponse,
-    Http404,
-    HttpRequest,
-    HttpResponse,
-    HttpResponseNotModified,
-    StreamingHttpResponse,
-)
+from django.http import Http404, HttpRequest
 from django.urls import reverse
-from django.utils.http import http_date
 
+from pxtserve.media_signing import signed_query
 from pxtserve.media_store import media_roots, save_image
 
 
@@ -51,8 +42,13 @@ class MediaUrls:
     rows happens later, on a pool thread).
     """
 
-    def __init__(self, request: HttpRequest | None, url_name: str, base_url: str | None = None) -> None:
+    def __init__(
+        self, request: HttpRequest | None, url_name: str, base_url: str | None = None, *, signed: bool = False
+    ) -> None:
         self._base = base_url
+        # the URLs of a protected router's routes carry a signature (pxtserve.media_signing)
+        self._signed = signed
+        self._now = time.time() if signed else 0.0
         if self._base is None and request is not None:
             namespace = request.resolver_match.namespace if request.resolver_match else ""
             name = f"{namespace}:{url_name}" if namespace else url_name
@@ -78,7 +74,8 @@ class MediaUrls:
             return value
         home, _ = media_roots()
         rel = resolved.relative_to(home).as_posix()
-        return self._base + urllib.parse.quote(rel, safe="/")
+        url = self._base + urllib.parse.quote(rel, safe="/")
+        return f"{url}?{signed_query(rel, self._now)}" if self._signed else url
 
 
 def local_file_for(value: Any) -> Path | None:
@@ -105,67 +102,3 @@ def resolve_media_request(rel_path: str) -> Path:
     if not _is_inside_roots(resolved) or not resolved.is_file():
         raise Http404("not found")
     return resolved
-
-
-def file_response(path: Path, *, as_attachment: bool = False) -> FileResponse:
-    content_type, _ = mimetypes.guess_type(path.name)
-    return FileResponse(
-        open(path, "rb"),
-        content_type=content_type or "application/octet-stream",
-        as_attachment=as_attachment,
-        filename=path.name,
-    )
-
-
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def media_file_response(request: HttpRequest, path: Path) -> HttpResponse:
-    """A media file with what players and caches need: ETag/Last-Modified (304 on a match),
-    single byte ranges (206/416) and HEAD."""
-    stat = path.stat()
-    size = stat.st_size
-    etag = f'"{stat.st_mtime_ns:x}-{size:x}"'
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    headers = {
-        "ETag": etag,
-        "Last-Modified": http_date(stat.st_mtime),
-        "Accept-Ranges": "bytes",
-        # media files are write-once (content-addressed names), so caching them is safe
-        "Cache-Control": "private, max-age=3600",
-    }
-    if request.headers.get("If-None-Match") in (etag, "*"):
-        return HttpResponseNotModified(headers=headers)
-    start, end = 0, size - 1
-    status = 200
-    range_header = request.headers.get("Range")
-    if range_header and request.headers.get("If-Range", etag) == etag:
-        match = _RANGE_RE.match(range_header.strip())
-        if match and (match.group(1) or match.group(2)):
-            first, last = match.group(1), match.group(2)
-            if first:
-                start, end = int(first), min(int(last), size - 1) if last else size - 1
-            else:  # a suffix range: the last N bytes
-                start, end = max(size - int(last), 0), size - 1
-            if start >= size or start > end:
-                return HttpResponse(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    length = end - start + 1
-    headers["Content-Length"] = str(length)
-    if request.method == "HEAD":
-        return HttpResponse(status=status, content_type=content_type, headers=headers)
-    return StreamingHttpResponse(
-        _read_range(path, start, length), status=status, content_type=content_type, headers=headers
-    )
-
-
-def _read_range(path: Path, start: int, length: int, chunk: int = 64 * 1024) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        f.seek(start)
-        while length > 0:
-            data = f.read(min(chunk, length))
-            if not data:
-                return
-            length -= len(data)
-            yield data

@@ -28,6 +28,7 @@ from pxtserve.jobs.store import JobHandle, JobStatus
 from pxtserve.jobs.submit import JobRoute
 from pxtserve.jobs.webhooks import unsigned_routes_message
 from pxtserve.mcp_endpoint import add_endpoint as add_mcp_endpoint
+from pxtserve.media_signing import MediaOperation
 from pxtserve.routes import kinds
 from pxtserve.routes.functions import RouteFunction
 from pxtserve.routes.operation import Operation
@@ -36,8 +37,8 @@ from pxtserve.views import (
     make_job_cancel_view,
     make_job_list_view,
     make_job_status_view,
+    make_media_view,
     make_operation_view,
-    media_view,
 )
 
 _Function = TypeVar("_Function", bound=RouteFunction)
@@ -168,6 +169,8 @@ class PixeltableRouter(Router):
         self.operation_ids: set[str] = set()
         registry.register_router(self)
         self.media_url_name = f"pxtserve_media_{self.router_id}"
+        self._media_protected: bool | None = None
+        media_view = make_media_view(self.media_protected)
         self.add_api_operation(
             "/media/{path:path}",
             ["GET", "HEAD"],
@@ -176,6 +179,7 @@ class PixeltableRouter(Router):
             operation_id=f"pxtserve_media_{self.router_id}",
             include_in_schema=False,
         )
+        media_view._ninja_operation.__class__ = MediaOperation  # type: ignore[attr-defined]
         self.job_url_name = f"pxtserve_job_{self.router_id}"
         self._add_job_operations()
         self.mcp = conf.settings().MCP if mcp is None else mcp
@@ -298,6 +302,7 @@ class PixeltableRouter(Router):
             )
             if webhook_url and conf.settings().WEBHOOK_SECRET is None:
                 _logger.warning("%s", unsigned_routes_message([operation.display_name]))
+        operation.signs_media = self.media_protected
         view = make_operation_view(operation, self.media_url_name, job_route)
         view = idempotency.guard(view, operation, self.route_key(operation))
         plain_id = readable_operation_id(operation.kind, operation.path)
@@ -315,6 +320,7 @@ class PixeltableRouter(Router):
         )
         self._make_api_unique(view, plain_id)
         operation.auth = auth
+        self._media_protected = None
         if operation.background:
             for job_path in _JOB_PATHS:
                 for job_operation in self.path_operations[job_path].operations:
@@ -338,6 +344,16 @@ class PixeltableRouter(Router):
         if ninja_operation.api is not None:
             # Ninja before 1.5 binds a router's own operations, at mount time, which may come first
             ninja_operation.api = ninja_operation.api
+
+    def media_protected(self) -> bool:
+        """Whether the router or any of its routes has auth: then every media URL it answers with is signed,
+        and its media view serves only signed URLs (pxtserve.media_signing says why all of them)."""
+        protected = self._media_protected
+        if protected is None:
+            routes = [op.auth for op in self.operations if op.auth is not NOT_SET]
+            protected = self.auth not in (None, NOT_SET) or any(auth is not None for auth in routes)
+            self._media_protected = protected
+        return protected
 
     def describe(self) -> list[dict[str, Any]]:
         return [op.describe() for op in self.operations]

@@ -21,7 +21,9 @@ from pxtserve.jobs.control import cancel_body
 from pxtserve.jobs.listing import JobListQuery, list_jobs
 from pxtserve.jobs.poll import job_status_async
 from pxtserve.jobs.submit import JobRoute, job_url, submit_request
-from pxtserve.media import MediaUrls, file_response, media_file_response, resolve_media_request
+from pxtserve.media import MediaUrls, resolve_media_request
+from pxtserve.media_response import file_response, media_file_response, run_on_reader
+from pxtserve.media_signing import media_access_denied, media_check_needed
 from pxtserve.routes.operation import Operation
 from pxtserve.uploads import name_uploads_in_error, remove_files, save_uploads
 
@@ -46,6 +48,12 @@ def _timeout_error(operation: Operation, started: bool) -> ApiError:
     )
 
 
+def _signs_media(operation: Operation, request: HttpRequest) -> bool:
+    """A protected router's media URLs are signed; so are those of a route some inherited auth (a mount's, a
+    NinjaAPI's) let the request through."""
+    return operation.signs_media() or getattr(request, "auth", None) is not None
+
+
 def make_operation_view(
     operation: Operation, media_url_name: str, job_route: JobRoute | None = None
 ) -> Callable[..., Any]:
@@ -55,7 +63,9 @@ def make_operation_view(
     async def view(request: HttpRequest, payload: Any = None, **uploads: UploadedFile) -> Any:
         inputs = operation.inputs_from(payload)
         # reversing the media view's URL has a cost: only for responses that can hold media
-        media = MediaUrls(request if operation.media_outputs else None, media_url_name)
+        media = MediaUrls(
+            request if operation.media_outputs else None, media_url_name, signed=_signs_media(operation, request)
+        )
         try:
             present = {name: upload for name, upload in uploads.items() if upload is not None}
             saved = await run_in_pool(save_uploads, present) if present else {}
@@ -81,7 +91,7 @@ def make_operation_view(
             remove_files(saved.values())
             raise
         if serialize is None:  # a file route: the result is the file's path
-            return file_response(result)
+            return await file_response(result)
         return HttpResponse(serialize(result), content_type=JSON_CONTENT_TYPE)
 
     params = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HttpRequest)]
@@ -105,8 +115,18 @@ def make_operation_view(
     return view
 
 
-def media_view(request: HttpRequest, path: str) -> HttpResponse:
-    return media_file_response(request, resolve_media_request(path))
+def make_media_view(is_protected: Callable[[], bool]) -> Callable[..., Any]:
+    """GET/HEAD <mount>/media/{path}: a file of the media store; on a protected router only with a signed URL
+    (or credentials its inherited auth accepts: pxtserve.media_signing), checked before the path is resolved."""
+
+    async def media_view(request: HttpRequest, path: str) -> HttpResponse:
+        if media_check_needed(request, is_protected()):
+            denied = media_access_denied(request, path)
+            if denied is not None:
+                return denied
+        return await media_file_response(request, await run_on_reader(resolve_media_request, path))
+
+    return media_view
 
 
 async def _authorized_job(

@@ -18,6 +18,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from pxtserve.config import ServiceConfigError
+from tests.bodies import response_body
 
 from .conftest import service_from_toml, serving
 
@@ -152,7 +153,7 @@ def upload(size: tuple[int, int] = (20, 10)) -> SimpleUploadedFile:
 
 
 def file_bytes(response: Any) -> bytes:
-    return b"".join(response.streaming_content) if response.streaming else response.content
+    return response_body(response)
 
 
 def fetch_image(client: Client, url: str, prefix: str = "http://testserver/api/media/") -> PIL.Image.Image:

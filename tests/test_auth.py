@@ -68,9 +68,13 @@ def test_service_auth_401_403_and_both_header_forms(keys, serve, new_id, tmp_pat
     r = client.post("/images", body, content_type="application/json", HTTP_AUTHORIZATION="Bearer k-two")
     assert r.status_code == 200, r.content
     media = r.json()["thumb"].removeprefix("http://testserver")
-    # media URLs follow the service's auth
-    assert client.get(media).status_code == 401
-    assert client.get(media, HTTP_X_API_KEY="k-one").status_code == 200
+    # a protected service's media URLs are signed: the URL alone fetches the file; the bare path needs the key
+    assert "signature=" in media and client.get(media).status_code == 200
+    bare = media.partition("?")[0]
+    r = client.get(bare)
+    assert r.status_code == 403 and r.json()["detail"]["error_code"] == "MEDIA_SIGNATURE_MISSING"
+    assert client.get(bare, HTTP_X_API_KEY="k-one").status_code == 200
+    assert client.get(bare, HTTP_X_API_KEY="nope").status_code == 403
     # a route that opts out stays public
     assert client.get(f"/lookup?id={new_id()}").status_code == 404
 

@@ -17,6 +17,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from tests.bodies import response_body
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SERVICE = """
@@ -217,7 +219,7 @@ def test_background_upload_is_kept_for_the_worker_then_handed_to_pixeltable(serv
     assert status["result"]["id"] == key and status["result"]["note"] == "hi"
     image = client.get(status["result"]["image"].removeprefix("http://testserver"))
     assert image.status_code == 200
-    assert PIL.Image.open(io.BytesIO(b"".join(image.streaming_content))).size == (20, 10)
+    assert PIL.Image.open(io.BytesIO(response_body(image))).size == (20, 10)
     # nothing waits in the job upload directory any more
     assert not job_upload_dir().exists() or not any(job_upload_dir().iterdir())
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import PIL.Image
 import pytest
 
+from tests.bodies import response_body
+
 SERVICE = """
 [[service]]
 name = "t"
@@ -50,8 +52,7 @@ def image_file(tmp_path: Path) -> str:
 def fetch(client, url: str) -> tuple[int, str, bytes]:
     assert url.startswith("http://testserver/api/media/"), url
     r = client.get(url.removeprefix("http://testserver"))
-    body = b"".join(r.streaming_content) if r.status_code == 200 else r.content
-    return r.status_code, r.headers.get("Content-Type", ""), body
+    return r.status_code, r.headers.get("Content-Type", ""), response_body(r)
 
 
 def test_media_outputs_are_absolute_urls_that_serve_the_file(serve, new_id, image_file):
@@ -81,7 +82,7 @@ def test_file_responses(serve, new_id, image_file):
     key = new_id()
     r = post(client, "/api/images/thumb-file", {"id": key, "image": image_file})
     assert r.status_code == 200 and r["Content-Type"].startswith("image/")
-    assert PIL.Image.open(__import__("io").BytesIO(b"".join(r.streaming_content))).size == (8, 8)
+    assert PIL.Image.open(__import__("io").BytesIO(response_body(r))).size == (8, 8)
     r = post(client, "/api/images/thumb", {"id": key})
     assert r.status_code == 200 and r["Content-Type"].startswith("image/")
     assert post(client, "/api/images/thumb", {"id": new_id()}).status_code == 404

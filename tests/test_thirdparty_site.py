@@ -22,6 +22,7 @@ from pxtserve import PixeltableRouter, SqlExport
 from pxtserve.errors import RouteDefinitionError
 from pxtserve.media import MediaUrls
 
+from .bodies import response_body
 from .conftest import mounted
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,7 @@ def post(client: Client, path: str, body: dict[str, Any]) -> Any:
 
 
 def file_bytes(response: Any) -> bytes:
-    return b"".join(response.streaming_content)
+    return response_body(response)
 
 
 @pytest.fixture(scope="module")

@@ -113,7 +113,8 @@ def execute(job: Job, uploads: dict[str, Path]) -> Any:
     operation = find_operation(job.route, job.route_digest)
     inputs = operation.inputs_from_stored(job.inputs)
     inputs.update({name: str(uploads[name]) if name in uploads else None for name in operation.upload_fields})
-    result = operation.execute(inputs, MediaUrls(None, "", base_url=job.media_base_url or None))
+    media = MediaUrls(None, "", base_url=job.media_base_url or None, signed=operation.signs_media())
+    result = operation.execute(inputs, media)
     if operation.returns_file:
         raise ApiError(500, "FILE_RESULT", "a background job cannot return a file")
     # exactly the JSON the synchronous route answers with

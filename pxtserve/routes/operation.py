@@ -61,6 +61,8 @@ class Operation:
     details: dict[str, Any] = field(default_factory=dict)
     # the Ninja auth the route was registered with (NOT_SET: the router's); job polls check it too
     auth: Any = NOT_SET
+    # whether its media URLs are signed (its router's media_protected, set at registration; pxtserve.media_signing)
+    signs_media: Callable[[], bool] = lambda: False
 
     @property
     def kind(self) -> str:

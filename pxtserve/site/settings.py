@@ -206,6 +206,8 @@ PXTSERVE = {
     "MCP": os.environ.get("PXTSERVE_MCP", "0") == "1",
     # seconds an Idempotency-Key is remembered (default: conf.py's)
     **({"IDEMPOTENCY_TTL": ttl} if (ttl := os.environ.get("PXTSERVE_IDEMPOTENCY_TTL")) else {}),
+    # seconds a signed media URL stays valid (default: conf.py's)
+    **({"MEDIA_URL_TTL": int(ttl)} if (ttl := os.environ.get("PXTSERVE_MEDIA_URL_TTL")) else {}),
 }
 
 # One configuration for every process of a serve (web server, uvicorn --workers, the job workers), all to stderr
