@@ -57,6 +57,19 @@ class Settings(pydantic.BaseModel):
     REQUEST_TIMEOUT: PositiveFloat | None = 300.0
     # seconds `serve` lets in-flight requests finish after SIGTERM/Ctrl-C before closing them
     SHUTDOWN_GRACE_SECONDS: NonNegativeInt = 30
+    # connections (pxtserve.connections, pxtserve.server.uvicorn_options): seconds from a connection's start, or
+    # a keep-alive request's first byte, to the end of its head (408 beyond); and every REQUEST_BODY_TIMEOUT
+    # seconds of a body must bring REQUEST_BODY_MIN_BYTES of it (408 otherwise)
+    REQUEST_HEAD_TIMEOUT: PositiveFloat = 10.0
+    REQUEST_BODY_TIMEOUT: PositiveFloat = 30.0
+    REQUEST_BODY_MIN_BYTES: PositiveInt = 1024
+    # seconds an idle keep-alive connection is kept between requests
+    KEEP_ALIVE_TIMEOUT: PositiveFloat = 5.0
+    # bytes of request line and headers (431 beyond)
+    MAX_REQUEST_HEAD: PositiveInt = 64 * 1024
+    # open connections per server process (more are answered 503 and closed), and the listen queue
+    MAX_CONNECTIONS: PositiveInt = 1000
+    LISTEN_BACKLOG: PositiveInt = 2048
     # the middleware of API requests (pxtserve.asgi): async-capable ones only, or each costs thread hops
     API_MIDDLEWARE: list[str] = [
         # outermost: its X-Request-ID and access line cover the JSON error responses ApiErrorsMiddleware makes

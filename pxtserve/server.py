@@ -19,10 +19,8 @@ from typing import Any
 
 from uvicorn.loops.auto import auto_loop_factory
 
-try:  # httptools is the faster parser (uvicorn[standard]); h11 is always there
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Base
-except ImportError:  # pragma: no cover - depends on the installed extras
-    from uvicorn.protocols.http.h11_impl import H11Protocol as _Base  # type: ignore[assignment]
+from pxtserve import conf
+from pxtserve.connections import GuardedHttpProtocol
 
 
 def _no_delay(transport: Any) -> None:
@@ -34,7 +32,7 @@ def _no_delay(transport: Any) -> None:
             pass
 
 
-class NoDelayHttpProtocol(_Base):  # type: ignore[misc, valid-type]
+class NoDelayHttpProtocol(GuardedHttpProtocol):
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         _no_delay(transport)
         super().connection_made(transport)
@@ -59,3 +57,22 @@ def event_loop() -> asyncio.AbstractEventLoop:
 
 
 EVENT_LOOP = "pxtserve.server:event_loop"
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """uvicorn.run's protocol, loop and connection limits (pxtserve.connections adds the ones it lacks)."""
+    limits = conf.settings()
+    return {
+        "http": HTTP_PROTOCOL,
+        # its processes end through Python's exit on SIGTERM, flushing what they hold
+        "loop": EVENT_LOOP,
+        # no WebSocket protocol: an upgrade request is answered 426 by the HTTP protocol
+        "ws": "none",
+        "timeout_keep_alive": limits.KEEP_ALIVE_TIMEOUT,
+        "limit_concurrency": limits.MAX_CONNECTIONS,
+        "backlog": limits.LISTEN_BACKLOG,
+        # the h11 protocol's own head limit, should a site run uvicorn with it
+        "h11_max_incomplete_event_size": limits.MAX_REQUEST_HEAD,
+        # a graceful drain, but bounded: one stuck request must not hold the shutdown for ever
+        "timeout_graceful_shutdown": limits.SHUTDOWN_GRACE_SECONDS,
+    }
