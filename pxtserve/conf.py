@@ -50,7 +50,10 @@ class Settings(pydantic.BaseModel):
     MEDIA_INPUT_DIRS: list[str] = []
     # ... and http(s) URLs are fetched only when this is on (never from non-public addresses)
     MEDIA_FETCH_URLS: bool = False
+    # seconds a whole fetch may take (each read too)
     MEDIA_FETCH_TIMEOUT: PositiveFloat = 30.0
+    # for tests and local development only: fetch from loopback addresses too (never private or link-local ones)
+    MEDIA_FETCH_ALLOW_LOOPBACK: bool = False
     # largest accepted request body, in bytes (413 beyond it); uploads count towards it
     MAX_REQUEST_BODY: PositiveInt = 101 * 1024 * 1024
     # seconds a synchronous route may run before it answers 504 (None: no limit)
