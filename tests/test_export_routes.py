@@ -107,7 +107,7 @@ def test_export_failure_after_commit_is_500_naming_the_target_and_others_keep_wo
         r = post(client, "/exported", {"id": key, "name": "lost?"})
         assert r.status_code == 500
         assert r.json()["detail"]["error_code"] == "EXPORT_FAILED"
-        assert "exp_gone" in r.json()["detail"]["message"]
+        assert r.json()["detail"]["message"] == "export_sql to 'exp_gone' failed: the target database refused the row"
         # the Pixeltable write happened first and stays (no rollback, as specified)
         import pixeltable as pxt
 
@@ -123,7 +123,29 @@ def test_update_export_with_no_matching_target_row_is_500(pxt_tables, sqlite_url
         post(client, "/plain", {"id": key, "name": "a"})
         r = post(client, "/exported", {"id": key, "name": "b"})
         assert r.status_code == 500
-        assert "no target row" in r.json()["detail"]["message"] or "matched" in r.json()["detail"]["message"]
+        assert r.json()["detail"]["message"] == (
+            "export_sql to 'exp_strict' failed: no target row matched the row's primary key"
+        )
+        assert str(key) not in r.text
+
+
+def test_a_constraint_violation_is_a_500_without_the_row_constraint_or_sql(pxt_tables, postgres_url, new_id, caplog):
+    table = make_target(postgres_url, "exp_unique", pk=True)
+    key = new_id()
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(table).values(id=key, name="already there"))
+    engine.dispose()
+    with serving(service_from_toml(toml(postgres_url, "exp_unique", "insert"))) as client:
+        r = post(client, "/exported", {"id": key, "name": "secret-value-7"})
+    assert r.status_code == 500
+    detail = r.json()["detail"]
+    assert detail == {
+        "error_code": "EXPORT_FAILED",
+        "message": "export_sql to 'exp_unique' failed: a constraint of the target table refused the row",
+    }
+    # the database's own words are logged for the operator
+    assert "exp_unique_pkey" in caplog.text and "secret-value-7" not in r.text
 
 
 def test_missing_target_table_is_a_registration_error(pxt_tables, sqlite_url):
