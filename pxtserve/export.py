@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from pxtserve import metrics, tracing
 from pxtserve.errors import ExportConfigError, ExportWriteError, RouteDefinitionError
+from pxtserve.redaction import redact_text, redact_url
 
 if TYPE_CHECKING:
     from pixeltable.type_system import ColumnType
@@ -57,28 +58,6 @@ class SqlExport(pydantic.BaseModel):
                 "db_connect is not a valid SQLAlchemy URL (dialect+driver://user:password@host/db)"
             ) from None
         return v
-
-
-def redact_url(db_connect: str) -> str:
-    try:
-        return make_url(db_connect).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):  # what make_url raises for malformed URLs
-        return "<unparseable db_connect URL>"
-
-
-def redact_text(text: str, db_connect: str) -> str:
-    """Scrub the URL's password (raw and as it appears URL-encoded in the URL string) from arbitrary text."""
-    try:
-        url = make_url(db_connect)
-    except (sa.exc.ArgumentError, ValueError):  # what make_url raises for malformed URLs
-        return text.replace(db_connect, "<db_connect>")
-    text = text.replace(db_connect, url.render_as_string(hide_password=True))
-    if url.password:
-        password = str(url.password)
-        encoded = url.render_as_string(hide_password=False).split("://", 1)[-1].split("@", 1)[0].partition(":")[2]
-        for secret in {password, encoded} - {""}:
-            text = text.replace(secret, "***")
-    return text
 
 
 def describe_export(spec: SqlExport | None) -> dict[str, Any] | None:

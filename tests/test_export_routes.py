@@ -169,10 +169,18 @@ def test_env_vars_in_db_connect_are_expanded_and_undefined_ones_are_errors(pxt_t
         service_from_toml(toml("sqlite:///${PXTSERVE_TEST_DB_DIR}/env.db", "exp_env", "insert"))
 
 
-def test_password_never_in_dry_run_output_or_errors(pxt_tables, postgres_url, tmp_path):
+@pytest.mark.parametrize("form", ["userinfo", "query"])
+def test_password_never_in_dry_run_output_or_errors(pxt_tables, postgres_url, tmp_path, form):
     make_target(postgres_url, "exp_secret", pk=False)
-    url = sa.make_url(postgres_url).set(password="hunter2-secret")  # trust auth ignores it
+    url = sa.make_url(postgres_url)  # trust auth ignores the password
+    if form == "userinfo":  # postgresql://user:pw@host/db
+        url = url.set(password="hunter2-secret")
+    else:  # postgresql://user@host/db?password=pw
+        url = url.set(password=None).update_query_dict({"password": "hunter2-secret"})
     rendered = url.render_as_string(hide_password=False)
+    unreachable = "postgresql+psycopg://u:${PG_PASSWORD}@127.0.0.1:1/nowhere"
+    if form == "query":
+        unreachable = "postgresql+psycopg://u@127.0.0.1:1/nowhere?password=${PG_PASSWORD}"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PG_PASSWORD": "hunter2-secret"}
     service = tmp_path / "s.toml"
     service.write_text(toml(rendered.replace("hunter2-secret", "${PG_PASSWORD}"), "exp_secret", "insert"))
@@ -188,7 +196,7 @@ def test_password_never_in_dry_run_output_or_errors(pxt_tables, postgres_url, tm
     result = subprocess.run(  # noqa: PLW1510 - the tests assert on returncode
         [sys.executable, "manage.py", "serve", "insert", "--table", "pxtserve_test.items", "--path", "/e",
          "--inputs", "id", "name", "--outputs", "id", "name",
-         "--export-sql-db-connect", "postgresql+psycopg://u:${PG_PASSWORD}@127.0.0.1:1/nowhere",
+         "--export-sql-db-connect", unreachable,
          "--export-sql-table", "t", "--dry-run"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip

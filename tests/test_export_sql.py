@@ -402,6 +402,15 @@ def test_redaction() -> None:
     assert redact_text("no secrets", "sqlite:///x.db") == "no secrets"
 
 
+def test_redaction_of_a_password_in_the_query_string() -> None:
+    url = "postgresql+psycopg://user@db.example/app?sslmode=require&password=p%40ss+w0rd&sslpassword=k3y"
+    assert redact_url(url) == "postgresql+psycopg://user@db.example/app?password=***&sslmode=require&sslpassword=***"
+    text = f"cannot reach {url}: password 'p@ss w0rd' (p%40ss+w0rd, p%40ss%20w0rd) or k3y rejected"
+    redacted = redact_text(text, url)
+    assert "p@ss w0rd" not in redacted and "w0rd" not in redacted and "k3y" not in redacted
+    assert redacted.startswith(f"cannot reach {redact_url(url)}: password '***' (***, ***) or *** rejected")
+
+
 def test_value_conversions(db_url: str, admin: sa.Engine) -> None:
     """Aware timestamps land as UTC in naive columns; JSON scalars in a text column are stored JSON-serialized."""
     table = make_table(
