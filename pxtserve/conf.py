@@ -58,6 +58,8 @@ class Settings(pydantic.BaseModel):
     MAX_REQUEST_BODY: PositiveInt = 101 * 1024 * 1024
     # seconds a synchronous route may run before it answers 504 (None: no limit)
     REQUEST_TIMEOUT: PositiveFloat | None = 300.0
+    # seconds each /readyz check (Pixeltable, Django's database) may take before it counts as "timeout"
+    READY_CHECK_TIMEOUT: PositiveFloat = 3.0
     # seconds `serve` lets in-flight requests finish after SIGTERM/Ctrl-C before closing them
     SHUTDOWN_GRACE_SECONDS: NonNegativeInt = 30
     # connections (pxtserve.connections, pxtserve.server.uvicorn_options): seconds from a connection's start, or
