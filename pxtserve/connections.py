@@ -56,6 +56,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body_min_bytes: int = limits.REQUEST_BODY_MIN_BYTES
         self._body_bytes = 0  # bytes of the body received in the current period of _body_timeout
         self._max_head: int = limits.MAX_REQUEST_HEAD
+        self._max_connections: int = limits.MAX_CONNECTIONS
         self._timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0  # bytes received since the current head began (or the last head ended)
         self._in_head = False
@@ -67,8 +68,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         # uvicorn's own check (limit_concurrency) is made once a head is complete: a connection that never
         # completes one would still be accepted and held
-        limit = self.limit_concurrency
-        if limit is not None and len(self.connections) >= limit:
+        if len(self.connections) >= self._max_connections:
             self._refused = True
             transport.write(error_bytes(503, "TOO_MANY_CONNECTIONS", "the server has too many open connections"))
             transport.close()

@@ -69,7 +69,9 @@ def uvicorn_options() -> dict[str, Any]:
         # no WebSocket protocol: an upgrade request is answered 426 by the HTTP protocol
         "ws": "none",
         "timeout_keep_alive": limits.KEEP_ALIVE_TIMEOUT,
-        "limit_concurrency": limits.MAX_CONNECTIONS,
+        # uvicorn answers 503 once as many connections (this one included) or requests in flight are open;
+        # pxtserve.connections refuses connection MAX_CONNECTIONS + 1 itself, so uvicorn's is the request bound
+        "limit_concurrency": limits.MAX_CONNECTIONS + 1,
         "backlog": limits.LISTEN_BACKLOG,
         # the h11 protocol's own head limit, should a site run uvicorn with it
         "h11_max_incomplete_event_size": limits.MAX_REQUEST_HEAD,

@@ -35,6 +35,9 @@ outputs = ["id", "name"]
 HEAD_TIMEOUT = 3.0
 BODY_TIMEOUT = 3.0
 MAX_HEAD = 8192
+TRICKLING = 500
+# room for the trickling connections and the client served beside them
+MAX_CONNECTIONS = TRICKLING + 50
 
 SETTINGS = f"""
 from project.settings import *
@@ -45,10 +48,9 @@ PXTSERVE = {{
     "REQUEST_BODY_TIMEOUT": {BODY_TIMEOUT},
     "REQUEST_BODY_MIN_BYTES": 100,
     "MAX_REQUEST_HEAD": {MAX_HEAD},
+    "MAX_CONNECTIONS": {MAX_CONNECTIONS},
 }}
 """
-
-TRICKLING = 500
 
 
 class Server:
@@ -206,6 +208,22 @@ def test_a_head_under_the_limit_with_a_large_body_in_one_write_is_served(server)
         sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
         raw = read_response(sock)
     assert raw.startswith(b"HTTP/1.1 200"), raw[:500]
+
+
+def test_a_connection_beyond_the_limit_is_a_json_503_and_closed(server):
+    held = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            sock = server.connect()
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # a head begun: held until it is due
+            held.append(sock)
+        with server.connect() as extra:
+            status, detail = status_and_detail(read_response(extra))
+        assert (status, detail["error_code"]) == (503, "TOO_MANY_CONNECTIONS")
+    finally:
+        for sock in held:
+            sock.close()
+    assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
 
 
 def test_keep_alive_requests_are_served_on_one_connection(server):
