@@ -72,8 +72,9 @@ class Settings(pydantic.BaseModel):
     KEEP_ALIVE_TIMEOUT: PositiveFloat = 5.0
     # bytes of request line and headers (431 beyond)
     MAX_REQUEST_HEAD: PositiveInt = 64 * 1024
-    # open connections per server process (more are answered 503 and closed), and the listen queue
-    MAX_CONNECTIONS: PositiveInt = 1000
+    # open connections per server process (more are answered 503 and closed; `serve` raises its open-file
+    # limit to fit), and the listen queue
+    MAX_CONNECTIONS: PositiveInt = 2048
     LISTEN_BACKLOG: PositiveInt = 2048
     # the middleware of API requests (pxtserve.asgi): async-capable ones only, or each costs thread hops
     API_MIDDLEWARE: list[str] = [
