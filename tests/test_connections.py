@@ -8,8 +8,6 @@ import json
 import resource
 import selectors
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import REPO, free_port, serve_env, stop_process, wait_until_up
+from tests.processes import serving_site
 
 SERVICE = """
 [[service]]
@@ -54,12 +52,9 @@ PXTSERVE = {{
 
 
 class Server:
-    def __init__(self, port: int, log: Path) -> None:
-        self.port, self.log = port, log
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, url: str, log: Path) -> None:
+        self.url, self.log = url, log
+        self.port = int(url.rsplit(":", 1)[1])
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=30)
@@ -72,21 +67,10 @@ def server(pxt_tables, tmp_path_factory) -> Iterator[Server]:
     wanted = 4 * TRICKLING
     if soft < wanted and (hard == resource.RLIM_INFINITY or hard >= wanted):
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    tmp = tmp_path_factory.mktemp("conn")
-    (tmp / "conn_settings.py").write_text(SETTINGS)
-    (tmp / "conn.toml").write_text(SERVICE)
-    port = free_port()
-    env = serve_env(tmp, PYTHONPATH=f"{tmp}:{REPO}", DJANGO_SETTINGS_MODULE="conn_settings")
-    log_path = tmp / "serve.log"
-    command = [sys.executable, "manage.py", "serve", "conn", "--config", str(tmp / "conn.toml")]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--no-workers"]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/healthz", process, output=lambda: log_path.read_text())
-        yield Server(port, log_path)
+        with serving_site(tmp_path_factory.mktemp("conn"), SERVICE, SETTINGS) as (url, log):
+            yield Server(url, log)
     finally:
-        stop_process(process)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 

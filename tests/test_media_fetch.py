@@ -5,8 +5,6 @@ addresses it may contact, and refuses bodies too large or too slow."""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ import httpx
 import PIL.Image
 import pytest
 
-from tests.processes import REPO, free_port, serve_env, stop_process, wait_until_up
+from tests.processes import serving_site
 
 SERVICE = """
 [[service]]
@@ -130,22 +128,9 @@ def origin() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def server(pxt_tables, tmp_path_factory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("fetch")
-    (tmp / "fetch_settings.py").write_text(SETTINGS)
-    (tmp / "fetch.toml").write_text(SERVICE)
-    port = free_port()
-    env = serve_env(tmp, PYTHONPATH=f"{tmp}:{REPO}", DJANGO_SETTINGS_MODULE="fetch_settings")
-    log_path = tmp / "serve.log"
-    command = [sys.executable, "manage.py", "serve", "fetch", "--config", str(tmp / "fetch.toml")]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--no-workers"]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/healthz", process, output=lambda: log_path.read_text())
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
-    assert "Traceback" not in log_path.read_text()
+    with serving_site(tmp_path_factory.mktemp("fetch"), SERVICE, SETTINGS) as (url, log):
+        yield url
+    assert "Traceback" not in log.read_text()
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ pool is a "timeout" rather than a long wait, and a failed part is named without 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import REPO, free_port, serve_env, stop_process, wait_until_up
+from tests.processes import serving_site
 
 SERVICE = """
 [[service]]
@@ -37,6 +35,8 @@ SETTINGS = """
 from project.settings import *
 
 PXTSERVE = {**PXTSERVE, "POOL_SIZE": 1, "READY_CHECK_TIMEOUT": 1.0}
+# in a directory of its own, which a test takes away
+DATABASES = {"default": {**DATABASES["default"], "NAME": "{db}"}}
 """
 
 
@@ -47,28 +47,11 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(pxt_tables, tmp_path_factory) -> Iterator[Server]:
-    tmp_path = tmp_path_factory.mktemp("ready")
-    (tmp_path / "ready_settings.py").write_text(SETTINGS)
-    (tmp_path / "ready.toml").write_text(SERVICE)
-    db_dir = tmp_path / "db"
+    tmp = tmp_path_factory.mktemp("ready")
+    db_dir = tmp / "db"
     db_dir.mkdir()
-    port = free_port()
-    env = serve_env(
-        tmp_path,
-        PYTHONPATH=f"{tmp_path}:{REPO}",
-        DJANGO_SETTINGS_MODULE="ready_settings",
-        PXTSERVE_DJANGO_DB=str(db_dir / "django.sqlite3"),
-    )
-    log_path = tmp_path / "serve.log"
-    command = [sys.executable, "manage.py", "serve", "ready", "--config", str(tmp_path / "ready.toml")]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--no-workers"]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/healthz", process, output=lambda: log_path.read_text())
-        yield Server(f"http://127.0.0.1:{port}", log_path, db_dir)
-    finally:
-        stop_process(process)
+    with serving_site(tmp, SERVICE, SETTINGS.replace("{db}", str(db_dir / "django.sqlite3"))) as (url, log):
+        yield Server(url, log, db_dir)
 
 
 def test_ready_when_every_part_answers(server):
