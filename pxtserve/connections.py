@@ -152,10 +152,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         """Every period of _body_timeout must bring _body_min_bytes of the body: a byte now and then, which
         would reset an idle timer, does not keep a connection."""
         self._timer = None
-        # paused: the application has not read what came, so the client is not the slow one
-        if self._body_bytes >= self._body_min_bytes or self.flow.read_paused:
+        cycle = self.cycle
+        # read paused: the application has not read what came; a client that sent `Expect: 100-continue`
+        # waits for the application to ask for the body. Either way the client is not the slow one.
+        waiting = self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue)
+        if self._body_bytes >= self._body_min_bytes or waiting:
             self._body_bytes = 0
             self._arm(self._body_timeout, self._body_period_ended)
+            return
+        if cycle is not None and cycle.response_complete:
+            self.transport.close()  # answered already (a 413, a 401): the rest of the body is not wanted
             return
         self._refuse(
             408,

@@ -151,6 +151,29 @@ def test_a_new_client_is_served_while_500_connections_trickle_and_the_server_clo
     assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
 
 
+def test_a_body_trickled_after_its_answer_is_cut_without_a_second_answer(server):
+    with server.connect() as sock:
+        # beyond MAX_REQUEST_BODY: answered 413 at once, before any of the body is read
+        sock.sendall(b"POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
+        sock.sendall(b"Content-Length: 1000000000\r\n\r\n{")
+        for _ in range(3):
+            time.sleep(0.3)
+            sock.send(b"a")
+        [answer] = wait_all_closed([sock], within=BODY_TIMEOUT + 30)
+    assert answer.startswith(b"HTTP/1.1 413") and answer.count(b"HTTP/1.1 ") == 1, answer
+
+
+def test_a_body_awaited_with_expect_100_continue_is_served(server):
+    body = json.dumps({"id": 987_655, "name": "continued"}).encode()
+    head = b"POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    with server.connect() as sock:
+        sock.sendall(head + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        raw = read_response(sock)
+    assert raw.startswith(b"HTTP/1.1 200"), raw[:500]
+
+
 def test_a_connection_that_sends_nothing_is_closed_without_an_answer(server):
     with server.connect() as sock:
         assert wait_all_closed([sock], within=HEAD_TIMEOUT + 30) == [b""]
