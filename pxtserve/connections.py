@@ -29,7 +29,7 @@ _REASONS = {
 }
 
 
-def error_bytes(status: int, code: str, message: str, extra_headers: tuple[bytes, ...] = ()) -> bytes:
+def error_bytes(status: int, code: str, message: str) -> bytes:
     """A complete JSON error response (the API's `{"detail": {...}}` shape) that closes the connection:
     written by the protocol itself, since no request reached the application."""
     body = json.dumps({"detail": {"error_code": code, "message": message}}).encode()
@@ -39,13 +39,12 @@ def error_bytes(status: int, code: str, message: str, extra_headers: tuple[bytes
         b"content-length: %d" % len(body),
         b"x-content-type-options: nosniff",
         b"connection: close",
-        *extra_headers,
     ]
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline on the head, an idle limit on the body, a head size
+    """uvicorn's httptools protocol with a deadline on the head, a minimum rate for the body, a head size
     limit, a cap on open connections, and WebSocket upgrades refused (the service serves none)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -105,6 +104,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_bytes = 0
         self._disarm()
+        if self.transport.is_closing():  # a request pipelined behind one refused: not served
+            return
         # a head that arrived whole in one read: measured as parsed
         if len(self.url) + sum(len(name) + len(value) for name, value in self.headers) > self._max_head:
             self._refuse_large_head()

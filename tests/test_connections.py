@@ -233,6 +233,18 @@ def test_a_connection_beyond_the_limit_is_a_json_503_and_closed(server):
     assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
 
 
+def test_pipelined_requests_are_served_and_none_behind_a_refused_one(server):
+    get = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with server.connect() as sock:
+        sock.sendall(get + get + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert read_response(sock).count(b"HTTP/1.1 200 OK") == 3
+    big = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (MAX_HEAD + 1) + b"\r\n\r\n"
+    with server.connect() as sock:
+        sock.sendall(big + get)
+        raw = read_response(sock)
+    assert raw.startswith(b"HTTP/1.1 431") and raw.count(b"HTTP/1.1 ") == 1, raw
+
+
 def test_keep_alive_requests_are_served_on_one_connection(server):
     with server.connect() as sock:
         for _ in range(3):
