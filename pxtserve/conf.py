@@ -50,13 +50,32 @@ class Settings(pydantic.BaseModel):
     MEDIA_INPUT_DIRS: list[str] = []
     # ... and http(s) URLs are fetched only when this is on (never from non-public addresses)
     MEDIA_FETCH_URLS: bool = False
+    # seconds a whole fetch may take (each read too)
     MEDIA_FETCH_TIMEOUT: PositiveFloat = 30.0
+    # for tests and local development only: fetch from loopback addresses too (never private or link-local ones)
+    MEDIA_FETCH_ALLOW_LOOPBACK: bool = False
     # largest accepted request body, in bytes (413 beyond it); uploads count towards it
     MAX_REQUEST_BODY: PositiveInt = 101 * 1024 * 1024
     # seconds a synchronous route may run before it answers 504 (None: no limit)
     REQUEST_TIMEOUT: PositiveFloat | None = 300.0
+    # seconds each /readyz check (Pixeltable, Django's database) may take before it counts as "timeout"
+    READY_CHECK_TIMEOUT: PositiveFloat = 3.0
     # seconds `serve` lets in-flight requests finish after SIGTERM/Ctrl-C before closing them
     SHUTDOWN_GRACE_SECONDS: NonNegativeInt = 30
+    # connections (pxtserve.connections, pxtserve.server.uvicorn_options): seconds from a connection's start, or
+    # a keep-alive request's first byte, to the end of its head (408 beyond); and every REQUEST_BODY_TIMEOUT
+    # seconds of a body must bring REQUEST_BODY_MIN_BYTES of it (408 otherwise)
+    REQUEST_HEAD_TIMEOUT: PositiveFloat = 10.0
+    REQUEST_BODY_TIMEOUT: PositiveFloat = 30.0
+    REQUEST_BODY_MIN_BYTES: PositiveInt = 1024
+    # seconds an idle keep-alive connection is kept between requests
+    KEEP_ALIVE_TIMEOUT: PositiveFloat = 5.0
+    # bytes of request line and headers (431 beyond)
+    MAX_REQUEST_HEAD: PositiveInt = 64 * 1024
+    # open connections per server process (more are answered 503 and closed; `serve` raises its open-file
+    # limit to fit), and the listen queue
+    MAX_CONNECTIONS: PositiveInt = 2048
+    LISTEN_BACKLOG: PositiveInt = 2048
     # the middleware of API requests (pxtserve.asgi): async-capable ones only, or each costs thread hops
     API_MIDDLEWARE: list[str] = [
         # outermost: its X-Request-ID and access line cover the JSON error responses ApiErrorsMiddleware makes

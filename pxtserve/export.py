@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from pxtserve import metrics, tracing
 from pxtserve.errors import ExportConfigError, ExportWriteError, RouteDefinitionError
+from pxtserve.redaction import redact_text, redact_url
 
 if TYPE_CHECKING:
     from pixeltable.type_system import ColumnType
@@ -57,28 +58,6 @@ class SqlExport(pydantic.BaseModel):
                 "db_connect is not a valid SQLAlchemy URL (dialect+driver://user:password@host/db)"
             ) from None
         return v
-
-
-def redact_url(db_connect: str) -> str:
-    try:
-        return make_url(db_connect).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):  # what make_url raises for malformed URLs
-        return "<unparseable db_connect URL>"
-
-
-def redact_text(text: str, db_connect: str) -> str:
-    """Scrub the URL's password (raw and as it appears URL-encoded in the URL string) from arbitrary text."""
-    try:
-        url = make_url(db_connect)
-    except (sa.exc.ArgumentError, ValueError):  # what make_url raises for malformed URLs
-        return text.replace(db_connect, "<db_connect>")
-    text = text.replace(db_connect, url.render_as_string(hide_password=True))
-    if url.password:
-        password = str(url.password)
-        encoded = url.render_as_string(hide_password=False).split("://", 1)[-1].split("@", 1)[0].partition(":")[2]
-        for secret in {password, encoded} - {""}:
-            text = text.replace(secret, "***")
-    return text
 
 
 def describe_export(spec: SqlExport | None) -> dict[str, Any] | None:
@@ -311,9 +290,12 @@ class SqlExporter:
         my_stmt = sa_mysql.insert(table).values(values)
         return my_stmt.on_duplicate_key_update({name: my_stmt.inserted[name] for name in non_pk})
 
-    def _write_error(self, problem: str) -> ExportWriteError:
-        message = redact_text(f"export_sql to '{self.target_name}' failed: {problem}", self.spec.db_connect)
-        _logger.error("route %s: %s (target %s)", self.route, message, self.redacted_url)
+    def _write_error(self, failure: str, detail: str) -> ExportWriteError:
+        """The client's error says which target failed and how (`failure`); the log line (with the request's
+        id) adds `detail`: the database's message, which may quote the row's values, constraints or SQL."""
+        message = f"export_sql to '{self.target_name}' failed: {failure}"
+        detail = redact_text(detail, self.spec.db_connect)
+        _logger.error("route %s: %s: %s (target %s)", self.route, message, detail, self.redacted_url)
         metrics.export_failed(self.target_name)  # labelled by the table, never the URL (it may hold a password)
         return ExportWriteError(message)
 
@@ -326,19 +308,40 @@ class SqlExporter:
     def _export_row(self, row: dict[str, Any]) -> None:
         missing = [name for name in self.columns if name not in row]
         if missing:
-            raise self._write_error(f"response row lacks column(s) {', '.join(missing)}")
+            raise self._write_error(_MISSING_COLUMNS, f"missing: {', '.join(missing)}")
         try:
             values = {
                 name: _convert(row[name], col_type, self.table.c[name].type) for name, col_type in self.columns.items()
             }
         except ValueError as exc:
-            raise self._write_error(f"cannot convert value: {exc}") from exc
+            raise self._write_error(_UNFIT_VALUE, str(exc)) from exc
         try:
-            with self.engine.begin() as conn:
+            conn = self.engine.connect()
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._write_error(_UNREACHABLE, _error_summary(exc, self.spec.db_connect)) from exc
+        try:
+            with conn, conn.begin():
                 result = conn.execute(self._statement(values))
                 # no-match check inside the transaction; MySQL dialects count matched (not changed) rows
                 if self.spec.method == "update" and result.rowcount == 0:
                     key = ", ".join(f"{pk}={row[pk]!r}" for pk in self.pk_names)
-                    raise self._write_error(f"no target row matched the primary key ({key})")
+                    raise self._write_error(_NO_ROW, f"primary key ({key})")
         except sa.exc.SQLAlchemyError as exc:
-            raise self._write_error(_error_summary(exc, self.spec.db_connect)) from exc
+            raise self._write_error(_failure_of(exc), _error_summary(exc, self.spec.db_connect)) from exc
+
+
+# how an export failed, as its 500 says (the details are logged)
+_MISSING_COLUMNS = "the response row lacks exported columns"
+_UNFIT_VALUE = "a value does not fit its target column"
+_UNREACHABLE = "the target database is unreachable"
+_NO_ROW = "no target row matched the row's primary key"
+_CONSTRAINT = "a constraint of the target table refused the row"
+_REFUSED = "the target database refused the row"
+
+
+def _failure_of(exc: sa.exc.SQLAlchemyError) -> str:
+    if isinstance(exc, sa.exc.IntegrityError):
+        return _CONSTRAINT
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return _UNREACHABLE
+    return _REFUSED

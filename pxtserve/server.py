@@ -1,5 +1,6 @@
-"""What `serve` runs uvicorn with: an HTTP protocol with TCP_NODELAY set on every connection, and an event
-loop whose process ends through Python's exit on SIGTERM (`event_loop`).
+"""What `serve` runs uvicorn with (`uvicorn_options`): an HTTP protocol with TCP_NODELAY set on every
+connection and the connection limits of pxtserve.connections, an event loop whose process ends through
+Python's exit on SIGTERM (`event_loop`), and uvicorn's own limits from pxtserve.conf.
 
 asyncio sets TCP_NODELAY only on sockets whose `proto` is IPPROTO_TCP; the listening
 socket uvicorn hands to its spawned `--workers` processes comes back with proto 0, so
@@ -11,6 +12,7 @@ for one process and many alike.
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 import socket
 import sys
@@ -19,10 +21,8 @@ from typing import Any
 
 from uvicorn.loops.auto import auto_loop_factory
 
-try:  # httptools is the faster parser (uvicorn[standard]); h11 is always there
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Base
-except ImportError:  # pragma: no cover - depends on the installed extras
-    from uvicorn.protocols.http.h11_impl import H11Protocol as _Base  # type: ignore[assignment]
+from pxtserve import conf
+from pxtserve.connections import GuardedHttpProtocol
 
 
 def _no_delay(transport: Any) -> None:
@@ -34,7 +34,7 @@ def _no_delay(transport: Any) -> None:
             pass
 
 
-class NoDelayHttpProtocol(_Base):  # type: ignore[misc, valid-type]
+class NoDelayHttpProtocol(GuardedHttpProtocol):
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         _no_delay(transport)
         super().connection_made(transport)
@@ -59,3 +59,43 @@ def event_loop() -> asyncio.AbstractEventLoop:
 
 
 EVENT_LOOP = "pxtserve.server:event_loop"
+
+
+def _fit_open_file_limit(connections: int) -> None:
+    """Raise this process's soft open-file limit (up to the hard one) to hold `connections` sockets besides
+    what the process itself opens; uvicorn's worker processes inherit it. A common soft limit of 1024 would
+    otherwise fail accepts (EMFILE) well below MAX_CONNECTIONS."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + _OWN_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard)
+        )
+
+
+# files a server process keeps open besides its connections (Pixeltable's pool, logs, media being sent)
+_OWN_FILES = 256
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """uvicorn.run's protocol, loop and connection limits (pxtserve.connections adds the ones it lacks).
+
+    Also raises the open-file limit to fit MAX_CONNECTIONS (`_fit_open_file_limit`)."""
+    limits = conf.settings()
+    _fit_open_file_limit(limits.MAX_CONNECTIONS)
+    return {
+        "http": HTTP_PROTOCOL,
+        # its processes end through Python's exit on SIGTERM, flushing what they hold
+        "loop": EVENT_LOOP,
+        # no WebSocket protocol: an upgrade request is answered 426 by the HTTP protocol
+        "ws": "none",
+        "timeout_keep_alive": limits.KEEP_ALIVE_TIMEOUT,
+        # uvicorn answers 503 once as many connections (this one included) or requests in flight are open;
+        # pxtserve.connections refuses connection MAX_CONNECTIONS + 1 itself, so uvicorn's is the request bound
+        "limit_concurrency": limits.MAX_CONNECTIONS + 1,
+        "backlog": limits.LISTEN_BACKLOG,
+        # the h11 protocol's own head limit, should a site run uvicorn with it
+        "h11_max_incomplete_event_size": limits.MAX_REQUEST_HEAD,
+        # a graceful drain, but bounded: one stuck request must not hold the shutdown for ever
+        "timeout_graceful_shutdown": limits.SHUTDOWN_GRACE_SECONDS,
+    }

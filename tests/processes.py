@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -97,3 +100,24 @@ def stop_embedded_postgres(pgdata: Path) -> None:
             postmaster.wait(30)
     except (psutil.NoSuchProcess, ValueError, IndexError):
         pass
+
+
+@contextlib.contextmanager
+def serving_site(tmp: Path, service: str, settings: str, *args: str) -> Iterator[tuple[str, Path]]:
+    """`manage.py serve` of the one service declared in `service` (TOML), under a settings module whose source
+    is `settings`, on a free loopback port, without job workers: (its base URL, its log file) while it runs."""
+    name = tomllib.loads(service)["service"][0]["name"]
+    (tmp / f"{name}_settings.py").write_text(settings)
+    (tmp / f"{name}.toml").write_text(service)
+    port = free_port()
+    env = serve_env(tmp, PYTHONPATH=f"{tmp}:{REPO}", DJANGO_SETTINGS_MODULE=f"{name}_settings")
+    log_path = tmp / "serve.log"
+    command = [sys.executable, "manage.py", "serve", name, "--config", str(tmp / f"{name}.toml")]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--no-workers", *args]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", process, output=lambda: log_path.read_text())
+        yield f"http://127.0.0.1:{port}", log_path
+    finally:
+        stop_process(process)

@@ -107,7 +107,7 @@ def test_export_failure_after_commit_is_500_naming_the_target_and_others_keep_wo
         r = post(client, "/exported", {"id": key, "name": "lost?"})
         assert r.status_code == 500
         assert r.json()["detail"]["error_code"] == "EXPORT_FAILED"
-        assert "exp_gone" in r.json()["detail"]["message"]
+        assert r.json()["detail"]["message"] == "export_sql to 'exp_gone' failed: the target database refused the row"
         # the Pixeltable write happened first and stays (no rollback, as specified)
         import pixeltable as pxt
 
@@ -123,7 +123,29 @@ def test_update_export_with_no_matching_target_row_is_500(pxt_tables, sqlite_url
         post(client, "/plain", {"id": key, "name": "a"})
         r = post(client, "/exported", {"id": key, "name": "b"})
         assert r.status_code == 500
-        assert "no target row" in r.json()["detail"]["message"] or "matched" in r.json()["detail"]["message"]
+        assert r.json()["detail"]["message"] == (
+            "export_sql to 'exp_strict' failed: no target row matched the row's primary key"
+        )
+        assert str(key) not in r.text
+
+
+def test_a_constraint_violation_is_a_500_without_the_row_constraint_or_sql(pxt_tables, postgres_url, new_id, caplog):
+    table = make_target(postgres_url, "exp_unique", pk=True)
+    key = new_id()
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(table).values(id=key, name="already there"))
+    engine.dispose()
+    with serving(service_from_toml(toml(postgres_url, "exp_unique", "insert"))) as client:
+        r = post(client, "/exported", {"id": key, "name": "secret-value-7"})
+    assert r.status_code == 500
+    detail = r.json()["detail"]
+    assert detail == {
+        "error_code": "EXPORT_FAILED",
+        "message": "export_sql to 'exp_unique' failed: a constraint of the target table refused the row",
+    }
+    # the database's own words are logged for the operator
+    assert "exp_unique_pkey" in caplog.text and "secret-value-7" not in r.text
 
 
 def test_missing_target_table_is_a_registration_error(pxt_tables, sqlite_url):
@@ -147,10 +169,18 @@ def test_env_vars_in_db_connect_are_expanded_and_undefined_ones_are_errors(pxt_t
         service_from_toml(toml("sqlite:///${PXTSERVE_TEST_DB_DIR}/env.db", "exp_env", "insert"))
 
 
-def test_password_never_in_dry_run_output_or_errors(pxt_tables, postgres_url, tmp_path):
+@pytest.mark.parametrize("form", ["userinfo", "query"])
+def test_password_never_in_dry_run_output_or_errors(pxt_tables, postgres_url, tmp_path, form):
     make_target(postgres_url, "exp_secret", pk=False)
-    url = sa.make_url(postgres_url).set(password="hunter2-secret")  # trust auth ignores it
+    url = sa.make_url(postgres_url)  # trust auth ignores the password
+    if form == "userinfo":  # postgresql://user:pw@host/db
+        url = url.set(password="hunter2-secret")
+    else:  # postgresql://user@host/db?password=pw
+        url = url.set(password=None).update_query_dict({"password": "hunter2-secret"})
     rendered = url.render_as_string(hide_password=False)
+    unreachable = "postgresql+psycopg://u:${PG_PASSWORD}@127.0.0.1:1/nowhere"
+    if form == "query":
+        unreachable = "postgresql+psycopg://u@127.0.0.1:1/nowhere?password=${PG_PASSWORD}"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PG_PASSWORD": "hunter2-secret"}
     service = tmp_path / "s.toml"
     service.write_text(toml(rendered.replace("hunter2-secret", "${PG_PASSWORD}"), "exp_secret", "insert"))
@@ -166,7 +196,7 @@ def test_password_never_in_dry_run_output_or_errors(pxt_tables, postgres_url, tm
     result = subprocess.run(  # noqa: PLW1510 - the tests assert on returncode
         [sys.executable, "manage.py", "serve", "insert", "--table", "pxtserve_test.items", "--path", "/e",
          "--inputs", "id", "name", "--outputs", "id", "name",
-         "--export-sql-db-connect", "postgresql+psycopg://u:${PG_PASSWORD}@127.0.0.1:1/nowhere",
+         "--export-sql-db-connect", unreachable,
          "--export-sql-table", "t", "--dry-run"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip

@@ -9,4 +9,4 @@ def test_healthz_and_readyz(pxt_tables, db):
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
     assert r.status_code == 200, r.content
-    assert r.json() == {"status": "ok", "checks": {"pixeltable": "ok", "django_db": "ok"}}
+    assert r.json() == {"status": "ok", "checks": {"pixeltable": "ok", "database": "ok"}}

@@ -173,12 +173,12 @@ class RowsOperation(Operation):
         if self.batch:
             for index, row in enumerate(inputs["rows"]):
                 try:
-                    check_media_inputs(row, self.json_media_inputs)
+                    check_media_inputs(row, self.json_media_inputs, self.upload_fields)
                 except ApiError as exc:
                     raise in_row(index, exc) from exc
             # every row is fetched (and an insert's stored) before any is answered or exported
             return {"rows": [self.answer(rows, media) for rows in self.fetch_batch(inputs["rows"])]}
-        check_media_inputs(inputs, self.json_media_inputs)
+        check_media_inputs(inputs, self.json_media_inputs, self.upload_fields)
         return self.answer(self.fetch(inputs), media)
 
     def answer(self, rows: Sequence[Mapping[str, Any]], media: MediaUrls) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from pxtserve import conf, metrics_dir, startup, tracing
+from pxtserve import metrics_dir, startup, tracing
 from pxtserve.config import ServiceConfig, load_service, parse_service
 from pxtserve.errors import ServiceConfigError
 from pxtserve.logs import FORMATS as LOG_FORMATS
@@ -159,7 +159,7 @@ class Command(BaseCommand):
 
         from pxtserve.asgi import build_application
         from pxtserve.jobs.recovery import start_up
-        from pxtserve.server import EVENT_LOOP, HTTP_PROTOCOL
+        from pxtserve.server import uvicorn_options as server_options
         from pxtserve.workers import WorkerProcess
 
         data_directory = _data_directory()
@@ -196,15 +196,12 @@ class Command(BaseCommand):
                 port=config.port,
                 lifespan="off",
                 workers=processes,
-                http=HTTP_PROTOCOL,
-                # its processes end through Python's exit on SIGTERM, flushing what they hold (pxtserve.server)
-                loop=EVENT_LOOP,
+                # protocol, loop and connection limits (pxtserve.server)
+                **server_options(),
                 # the line per request is pxtserve.access's (it carries the request id); uvicorn logs with
                 # pxtserve's config (pxtserve.logs), which configure_serve applied
                 access_log=False,
                 **uvicorn_options(),
-                # a graceful drain, but bounded: one stuck request must not hold the shutdown for ever
-                timeout_graceful_shutdown=conf.settings().SHUTDOWN_GRACE_SECONDS,
             )
         finally:
             if worker_process is not None:
