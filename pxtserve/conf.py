@@ -51,7 +51,8 @@ class Settings(pydantic.BaseModel):
     # ... and http(s) URLs are fetched only when this is on (never from non-public addresses)
     MEDIA_FETCH_URLS: bool = False
     MEDIA_FETCH_TIMEOUT: PositiveFloat = 30.0
-    # largest accepted request body, in bytes (413 beyond it); uploads count towards it
+    # largest accepted request body, in bytes (413 beyond it); uploads count towards it, so an upload larger
+    # than this needs both limits raised
     MAX_REQUEST_BODY: PositiveInt = 101 * 1024 * 1024
     # seconds a synchronous route may run before it answers 504 (None: no limit)
     REQUEST_TIMEOUT: PositiveFloat | None = 300.0

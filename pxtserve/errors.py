@@ -75,6 +75,15 @@ class RequestTooLarge(ApiError):
         super().__init__(413, "REQUEST_TOO_LARGE", f"request body is larger than the limit of {limit} bytes")
 
 
+class UploadTooLarge(ApiError):
+    """An uploaded file beyond MAX_UPLOAD_SIZE, refused as it arrives (pxtserve.upload_stream)."""
+
+    def __init__(self, field: str, limit: int) -> None:
+        super().__init__(
+            413, "UPLOAD_TOO_LARGE", f"upload {field!r} is larger than the limit of {limit} bytes (MAX_UPLOAD_SIZE)"
+        )
+
+
 class CallTimedOut(PxtserveError):
     """A call did not finish in time; `started` says whether it had begun (and may still finish)."""
 
