@@ -101,6 +101,8 @@ class Settings(pydantic.BaseModel):
     WEBHOOK_ATTEMPTS: PositiveInt = 5
     WEBHOOK_RETRY_DELAY: NonNegativeFloat = 1.0
     WEBHOOK_TIMEOUT: PositiveFloat = 10.0
+    # /docs and /openapi.json behind the service's auth (off: public, whatever the service's auth)
+    DOCS_AUTH: bool = False
     # seconds a writing route remembers an Idempotency-Key and its answer (pxtserve/idempotency.py)
     IDEMPOTENCY_TTL: PositiveFloat = 24 * 3600.0
 

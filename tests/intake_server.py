@@ -80,6 +80,7 @@ PXTSERVE = {{
     "API_KEYS": [{KEY!r}],
     "MAX_UPLOAD_SIZE": {MAX_UPLOAD_SIZE},
     "MAX_REQUEST_BODY": 200_000_000,
+    "DOCS_AUTH": True,
 }}
 """
 

@@ -1,5 +1,5 @@
 """Decisions from the request head, over a real server: auth before the body (raw sockets), JSON-only
-Content-Types on JSON routes (415), and the security headers of the ASGI layer's 413."""
+Content-Types on JSON routes (415), the security headers of the ASGI layer's 413, and the docs (DOCS_AUTH)."""
 
 from __future__ import annotations
 
@@ -112,3 +112,14 @@ def test_the_body_limit_413_carries_the_security_headers(intake_server):
     for header in ("x-content-type-options", "referrer-policy", "cross-origin-opener-policy"):
         assert r.headers[header] == ok.headers[header], header
     assert "x-request-id" in r.headers
+
+
+def test_docs_are_behind_the_service_auth_with_docs_auth_and_never_framed(intake_server):
+    for path in ("/docs", "/openapi.json"):
+        refused = httpx.get(intake_server.url + path)
+        assert refused.status_code == 401 and refused.json() == {"detail": "Unauthorized"}, (path, refused.text)
+        assert httpx.get(intake_server.url + path, headers={"X-API-Key": "wrong"}).status_code == 403
+        allowed = httpx.get(intake_server.url + path, headers={"X-API-Key": KEY})
+        assert allowed.status_code == 200, (path, allowed.text)
+    docs = httpx.get(intake_server.url + "/docs", headers={"Authorization": f"Bearer {KEY}"})
+    assert docs.headers["x-frame-options"] == "DENY" and "swagger" in docs.text.lower()
