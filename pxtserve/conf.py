@@ -101,6 +101,10 @@ class Settings(pydantic.BaseModel):
     WEBHOOK_ATTEMPTS: PositiveInt = 5
     WEBHOOK_RETRY_DELAY: NonNegativeFloat = 1.0
     WEBHOOK_TIMEOUT: PositiveFloat = 10.0
+    # background jobs waiting for a worker, all routes together, beyond which a submission is 429 (pxtserve/jobs/submit.py)
+    MAX_PENDING_JOBS: PositiveInt = 1000
+    # largest JSON input (the request's fields, uploads aside) a background job stores, in bytes (413 beyond it)
+    MAX_JOB_INPUT_BYTES: PositiveInt = 1024 * 1024
     # /docs and /openapi.json behind the service's auth (off: public, whatever the service's auth)
     DOCS_AUTH: bool = False
     # seconds a writing route remembers an Idempotency-Key and its answer (pxtserve/idempotency.py)

@@ -289,6 +289,7 @@ class PixeltableRouter(Router):
             openapi_extra = _FILE_RESPONSE
         elif operation.background:
             response[202] = JobHandle
+            response[429] = schemas.ErrorResponse  # MAX_PENDING_JOBS jobs are waiting already
             response[503] = schemas.ErrorResponse  # the job queue is unavailable
         else:
             response[200] = operation.response_model

@@ -16,6 +16,7 @@ from tests.processes import REPO, free_port, serve_env, stop_process, wait_until
 
 KEY = "intake-key"
 MAX_UPLOAD_SIZE = 1_000_000
+MAX_PENDING_JOBS = 3
 
 SERVICE = """
 [[service]]
@@ -81,6 +82,8 @@ PXTSERVE = {{
     "MAX_UPLOAD_SIZE": {MAX_UPLOAD_SIZE},
     "MAX_REQUEST_BODY": 200_000_000,
     "DOCS_AUTH": True,
+    "MAX_PENDING_JOBS": {MAX_PENDING_JOBS},
+    "MAX_JOB_INPUT_BYTES": 2_000,
 }}
 """
 
