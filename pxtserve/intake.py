@@ -21,6 +21,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, get_resolver
+from ninja.errors import AuthenticationError, HttpError
 from ninja.operation import Operation as NinjaOperation
 from ninja.operation import PathView
 
@@ -64,7 +65,7 @@ async def inspect_head(request: HttpRequest) -> HeadVerdict:
     operation = ninja_operation(request)
     if operation is None:
         return PASS
-    if operation.auth_callbacks and not await _authenticated(operation, request):
+    if operation.auth_callbacks and await _authenticated(operation, request) is False:
         return HeadVerdict(refused=True)
     if takes_json_body(operation) and not is_json(request.content_type or ""):
         return HeadVerdict(answer=answer_before_chain(request, error_response(unsupported_media_type(request))))
@@ -95,15 +96,19 @@ def _path_view(view: Any) -> PathView | None:
     return None
 
 
-async def _authenticated(operation: NinjaOperation, request: HttpRequest) -> bool:
-    """Whether one of the operation's auth callbacks accepts the request's headers, as Ninja decides it."""
+async def _authenticated(operation: NinjaOperation, request: HttpRequest) -> bool | None:
+    """Whether one of the operation's auth callbacks accepts the request's headers, as Ninja decides it; None when
+    a callback cannot tell here (it raised something else than Ninja's refusals, e.g. it needs the database or
+    the body): then the body is read and the chain decides, as before."""
     for callback in operation.auth_callbacks:
         try:
             result = callback(request)
             if inspect.isawaitable(result):
                 result = await result
-        except Exception:  # noqa: BLE001 (HttpError for a wrong key, or whatever a scheme raises: Ninja answers it)
+        except (HttpError, AuthenticationError):  # a wrong key: refused
             return False
+        except Exception:  # noqa: BLE001 (undecided: see above)
+            return None
         if result:
             return True
     return False
