@@ -33,6 +33,11 @@ import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # `python bench/upload_memory.py`: import tests.*
+
+from tests.processes import free_port, stop_embedded_postgres, stop_process, wait_until_up
+from tests.test_uploads import mp4
+
 MB = 1024 * 1024
 BOUNDARY = "benchb0undary"
 SERVICE = """
@@ -63,27 +68,8 @@ PXTSERVE = {{**PXTSERVE, "MAX_UPLOAD_SIZE": {max_upload}, "MAX_REQUEST_BODY": {m
 
 
 def small_mp4() -> bytes:
-    import av
-    import numpy as np
-
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "clip.mp4"
-        with av.open(str(path), "w") as container:
-            stream = container.add_stream("mpeg4", rate=10)
-            stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-            for i in range(10):
-                frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 20, dtype=np.uint8), format="rgb24")
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        return path.read_bytes()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return mp4(Path(tmp))
 
 
 def start_server(repo: Path, work: Path, max_upload: int, max_body: int) -> tuple[subprocess.Popen[bytes], int]:
@@ -109,25 +95,13 @@ def start_server(repo: Path, work: Path, max_upload: int, max_body: int) -> tupl
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-workers"]
     log = open(work / f"serve-{port}.log", "wb")  # noqa: SIM115 (open for the server's lifetime)
     process = subprocess.Popen(command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return process, port
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"server did not start; see {log.name}")
-        time.sleep(0.3)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    wait_until_up(
+        f"http://127.0.0.1:{port}/healthz",
+        process,
+        timeout=180,
+        output=lambda: Path(log.name).read_text(errors="replace"),
+    )
+    return process, port
 
 
 def tree_rss(pid: int) -> int:
@@ -199,7 +173,7 @@ def measure_large_upload(repo: Path, work: Path, size: int) -> None:
             f"growth {(sampler.peak - before) / MB:.0f} MB"
         )
     finally:
-        stop(process)
+        stop_process(process)
 
 
 def measure_over_limit(repo: Path, work: Path) -> None:
@@ -239,7 +213,7 @@ def measure_over_limit(repo: Path, work: Path) -> None:
             f"{sent / MB:.1f} MB sent; the server wrote {written / MB:.1f} MB to files meanwhile"
         )
     finally:
-        stop(process)
+        stop_process(process)
 
 
 def written_bytes(pid: int) -> int:
@@ -258,11 +232,7 @@ def main() -> None:
             measure_large_upload(args.repo.resolve(), work, args.size_mb * MB)
             measure_over_limit(args.repo.resolve(), work)
         finally:
-            pgdata = work / "pxt" / "pgdata"
-            sys.path.insert(0, str(REPO))
-            from tests.processes import stop_embedded_postgres
-
-            stop_embedded_postgres(pgdata)
+            stop_embedded_postgres(work / "pxt" / "pgdata")
 
 
 if __name__ == "__main__":
