@@ -84,6 +84,15 @@ class UploadTooLarge(ApiError):
         )
 
 
+class TooManyPendingJobs(ApiError):
+    """A background submission beyond MAX_PENDING_JOBS pending jobs (pxtserve.jobs.submit)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            429, "TOO_MANY_PENDING_JOBS", f"{limit} background jobs are waiting already (MAX_PENDING_JOBS); try later"
+        )
+
+
 class CallTimedOut(PxtserveError):
     """A call did not finish in time; `started` says whether it had begun (and may still finish)."""
 

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
 from pxtserve import conf, tracing
-from pxtserve.errors import ApiError, error_response
+from pxtserve.errors import ApiError, TooManyPendingJobs, error_response
 from pxtserve.executor import run_in_pool
 from pxtserve.jobs.queue import enqueue, sync_mode
 from pxtserve.jobs.recovery import maybe_prune
@@ -65,13 +65,6 @@ async def submit_request(
 
 # what a client refused for too many pending jobs is told to wait: about what a worker takes for a few jobs
 RETRY_AFTER_SECONDS = 10
-
-
-class TooManyPendingJobs(ApiError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            429, "TOO_MANY_PENDING_JOBS", f"{limit} background jobs are waiting already (MAX_PENDING_JOBS); try later"
-        )
 
 
 def check_input_size(inputs: dict[str, Any]) -> None:
