@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hmac
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.http import HttpRequest, HttpResponse
 from ninja.errors import HttpError
 from ninja.security import APIKeyHeader, HttpBearer
@@ -74,7 +73,11 @@ async def check_auth(auth: Any, request: HttpRequest) -> HttpResponse | None:
 
     NOT_SET (the router's auth, already applied) and None (public) allow.
     """
-    for callback in _callbacks(auth):
+    from ninja.constants import NOT_SET
+
+    if auth is NOT_SET or auth is None:
+        return None
+    for callback in auth if isinstance(auth, (list, tuple)) else [auth]:
         try:
             result = callback(request)
             if inspect.isawaitable(result):
@@ -83,30 +86,4 @@ async def check_auth(auth: Any, request: HttpRequest) -> HttpResponse | None:
             return error_response(exc)
         if result:
             return None
-    return None if not _callbacks(auth) else error_response(HttpError(401, "Unauthorized"))
-
-
-def check_auth_sync(auth: Any, request: HttpRequest) -> HttpResponse | None:
-    """check_auth for a sync view (the API docs); an async auth callback is awaited on the event loop."""
-    for callback in _callbacks(auth):
-        try:
-            result = callback(request)
-            if inspect.isawaitable(result):
-                result = async_to_sync(_awaited)(result)
-        except HttpError as exc:
-            return error_response(exc)
-        if result:
-            return None
-    return None if not _callbacks(auth) else error_response(HttpError(401, "Unauthorized"))
-
-
-def _callbacks(auth: Any) -> list[Any]:
-    from ninja.constants import NOT_SET
-
-    if auth is NOT_SET or auth is None:
-        return []
-    return list(auth) if isinstance(auth, (list, tuple)) else [auth]
-
-
-async def _awaited(result: Awaitable[Any]) -> Any:
-    return await result
+    return error_response(HttpError(401, "Unauthorized"))
