@@ -23,6 +23,7 @@ SERVICE = """
 name = "intake"
 modules = ["tests.pxt_app.schema"]
 auth = "api_key"
+mcp = true
 
 [[service.routes]]
 type = "insert"

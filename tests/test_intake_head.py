@@ -93,6 +93,17 @@ def test_a_json_route_takes_json_content_types(intake_server, new_id, ctype):
     assert r.status_code == 200 and r.json() == {"id": key, "name": "typed"}, r.text
 
 
+def test_the_mcp_endpoint_is_a_json_route(intake_server):
+    rpc = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}'
+    headers = {"X-API-Key": KEY, "Accept": "application/json, text/event-stream"}
+    refused = httpx.post(f"{intake_server.url}/mcp", content=rpc, headers={**headers, "Content-Type": "text/plain"})
+    assert refused.status_code == 415 and refused.json()["detail"]["error_code"] == "UNSUPPORTED_MEDIA_TYPE"
+    listed = httpx.post(
+        f"{intake_server.url}/mcp", content=rpc, headers={**headers, "Content-Type": "application/json"}
+    )
+    assert listed.status_code == 200 and "tools" in listed.json()["result"], listed.text
+
+
 def test_upload_and_query_routes_keep_their_types(intake_server, new_id):
     from tests.test_http_surface import png
 
