@@ -57,6 +57,14 @@ class ApiHandler(ASGIHandler):
         finally:
             settings.MIDDLEWARE = full
 
+    def resolve_request(self, request: Any) -> Any:
+        # the head's resolution (pxtserve.intake), unless a middleware has given the request a URLconf of its own
+        match = getattr(request, intake.MATCH_ATTRIBUTE, None)
+        if match is None or hasattr(request, "urlconf"):
+            return super().resolve_request(request)
+        request.resolver_match = match
+        return match
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # no ThreadSensitiveContext: nothing on this path runs thread-sensitive sync code
         await self.handle(scope, receive, send)
@@ -67,12 +75,13 @@ class ApiHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
         # request_started/finished are not sent: their receivers (query log reset, closing old DB
         # connections) concern the event loop thread, which never opens a database connection here
-        verdict = intake.PASS
+        verdict, request = intake.PASS, None
         if intake.declares_body(scope):
-            # decided from the headers alone (pxtserve.intake): credentials, Content-Type, multipart
-            head, _ = self.create_request(scope, intake.empty_body())
-            if head is not None:
-                verdict = await intake.inspect_head(head)
+            # decided from the headers alone (pxtserve.intake): credentials, Content-Type, multipart; the
+            # request is built once, its body attached below
+            request, _ = self.create_request(scope, intake.empty_body())
+            if request is not None:
+                verdict = await intake.inspect_head(request)
                 if verdict.answer is not None:
                     await self._send_unread(verdict.answer, send)
                     return
@@ -83,7 +92,10 @@ class ApiHandler(ASGIHandler):
                 body_file = await self.read_body(receive)
         except RequestAborted:
             return
-        request, _ = self.create_request(scope, body_file)
+        if request is not None:
+            request._stream = body_file  # Django's own attribute for the body stream
+        else:
+            request, _ = self.create_request(scope, body_file)
         if request is None:
             # a request line Django cannot decode: say so in JSON, as for every other API error
             body_file.close()
@@ -98,7 +110,7 @@ class ApiHandler(ASGIHandler):
             await self._respond(request, send)
             return
         if verdict.multipart:
-            request._stream = ReceiveStream(receive)  # Django's own attribute for the body stream
+            request._stream = ReceiveStream(receive)
             try:
                 await sync_to_async(parse_uploads, thread_sensitive=False)(request)
             except RequestAborted:

@@ -28,6 +28,8 @@ from ninja.operation import PathView
 from pxtserve.errors import ApiError, error_response
 from pxtserve.headers import answer_before_chain
 
+# the URL match of the head's resolution, kept on the request so that the handler does not resolve it again
+MATCH_ATTRIBUTE = "pxtserve_resolver_match"
 # a view function with this attribute set takes a JSON body that Ninja does not parse itself (the MCP endpoint)
 JSON_BODY_ATTRIBUTE = "pxtserve_json_body"
 # methods whose requests a browser can send cross-site as "simple" requests, or that carry bodies
@@ -73,11 +75,13 @@ async def inspect_head(request: HttpRequest) -> HeadVerdict:
 
 
 def ninja_operation(request: HttpRequest) -> NinjaOperation | None:
-    """The Ninja operation the URLconf would run for `request`, or None (no route, not a Ninja view)."""
+    """The Ninja operation the URLconf would run for `request`, or None (no route, not a Ninja view); the URL match
+    is left on the request (MATCH_ATTRIBUTE)."""
     try:
         match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
     except Resolver404:
         return None
+    setattr(request, MATCH_ATTRIBUTE, match)
     path_view = _path_view(match.func)
     if path_view is None:
         return None
