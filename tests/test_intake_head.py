@@ -3,6 +3,8 @@ Content-Types on JSON routes (415), the security headers of the ASGI layer's 413
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -134,3 +136,19 @@ def test_docs_are_behind_the_service_auth_with_docs_auth_and_never_framed(intake
         assert allowed.status_code == 200, (path, allowed.text)
     docs = httpx.get(intake_server.url + "/docs", headers={"Authorization": f"Bearer {KEY}"})
     assert docs.headers["x-frame-options"] == "DENY" and "swagger" in docs.text.lower()
+
+
+def test_a_site_s_own_django_handler_refuses_non_json_too(pxt_tables, new_id):
+    # a third-party site mounting a PixeltableRouter serves it through Django's handlers, not pxtserve's ASGI one
+    from pxtserve import PixeltableRouter
+    from tests.conftest import mounted
+
+    router = PixeltableRouter()
+    router.add_insert_route(pxt_tables.items, path="/items", inputs=["id", "name"], outputs=["id", "name"])
+    key = new_id()
+    body = json.dumps({"id": key, "name": "site"})
+    with mounted(router) as client:
+        refused = client.post("/api/pxt/items", body, content_type="text/plain")
+        assert refused.status_code == 415 and refused.json()["detail"]["error_code"] == "UNSUPPORTED_MEDIA_TYPE"
+        accepted = client.post("/api/pxt/items", body, content_type="application/json")
+        assert accepted.status_code == 200 and accepted.json() == {"id": key, "name": "site"}, accepted.content
