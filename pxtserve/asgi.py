@@ -16,14 +16,18 @@ import asyncio
 import io
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
 from django.urls import set_script_prefix
 
-from pxtserve import conf, startup
+from pxtserve import conf, intake, startup
+from pxtserve.api_errors import client_error
 from pxtserve.errors import ApiError, error_response
+from pxtserve.headers import answer_before_chain
 from pxtserve.limits import BodySizeLimit
 from pxtserve.request_id import RequestIdAsgi
+from pxtserve.upload_stream import ReceiveStream, parse_uploads
 
 
 class ApiRequest(ASGIRequest):
@@ -53,6 +57,14 @@ class ApiHandler(ASGIHandler):
         finally:
             settings.MIDDLEWARE = full
 
+    def resolve_request(self, request: Any) -> Any:
+        # the head's resolution (pxtserve.intake), unless a middleware has given the request a URLconf of its own
+        match = getattr(request, intake.MATCH_ATTRIBUTE, None)
+        if match is None or hasattr(request, "urlconf"):
+            return super().resolve_request(request)
+        request.resolver_match = match
+        return match
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # no ThreadSensitiveContext: nothing on this path runs thread-sensitive sync code
         await self.handle(scope, receive, send)
@@ -60,14 +72,30 @@ class ApiHandler(ASGIHandler):
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         from django.core.exceptions import RequestAborted
 
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
-            return
         set_script_prefix(get_script_prefix(scope))
         # request_started/finished are not sent: their receivers (query log reset, closing old DB
         # connections) concern the event loop thread, which never opens a database connection here
-        request, _ = self.create_request(scope, body_file)
+        verdict, request = intake.PASS, None
+        if intake.declares_body(scope):
+            # decided from the headers alone (pxtserve.intake): credentials, Content-Type, multipart; the
+            # request is built once, its body attached below
+            request, _ = self.create_request(scope, intake.empty_body())
+            if request is not None:
+                verdict = await intake.inspect_head(request)
+                if verdict.answer is not None:
+                    await self._send_unread(verdict.answer, send)
+                    return
+        try:
+            if verdict.refused or verdict.multipart:
+                body_file: Any = intake.empty_body()
+            else:
+                body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        if request is not None:
+            request._stream = body_file  # Django's own attribute for the body stream
+        else:
+            request, _ = self.create_request(scope, body_file)
         if request is None:
             # a request line Django cannot decode: say so in JSON, as for every other API error
             body_file.close()
@@ -75,6 +103,25 @@ class ApiHandler(ASGIHandler):
                 error_response(ApiError(400, "BAD_REQUEST", "the request cannot be decoded")), send
             )
             return
+        if verdict.refused:
+            # the route's auth refuses it again, in the chain, with the usual answer; the body stays unread (so
+            # no disconnect listener: what `receive` has next is the body)
+            request.pxtserve_body_unread = True
+            await self._respond(request, send)
+            return
+        if verdict.multipart:
+            request._stream = ReceiveStream(receive)
+            try:
+                await sync_to_async(parse_uploads, thread_sensitive=False)(request)
+            except RequestAborted:
+                return
+            except Exception as exc:
+                # an upload or the body over its limit, a malformed body: answered now, the rest unread
+                error = exc if isinstance(exc, ApiError) else client_error(exc)
+                if error is None:
+                    raise
+                await self._send_unread(answer_before_chain(request, error_response(error)), send)
+                return
         process = asyncio.create_task(self._respond(request, send))
         disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
         try:
@@ -93,8 +140,15 @@ class ApiHandler(ASGIHandler):
         if process.done() and not process.cancelled():
             process.result()
 
+    async def _send_unread(self, response: Any, send: Any) -> None:
+        """Answer without having read the body: the connection closes after it (the rest is never wanted)."""
+        response["Connection"] = "close"
+        await self.send_response(response, send)
+
     async def _respond(self, request: Any, send: Any) -> None:
         response = await self.run_get_response(request)
+        if getattr(request, "pxtserve_body_unread", False):
+            response["Connection"] = "close"
         try:
             await self.send_response(response, send)
         finally:

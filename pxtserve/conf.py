@@ -54,7 +54,8 @@ class Settings(pydantic.BaseModel):
     MEDIA_FETCH_TIMEOUT: PositiveFloat = 30.0
     # for tests and local development only: fetch from loopback addresses too (never private or link-local ones)
     MEDIA_FETCH_ALLOW_LOOPBACK: bool = False
-    # largest accepted request body, in bytes (413 beyond it); uploads count towards it
+    # largest accepted request body, in bytes (413 beyond it); uploads count towards it, so an upload larger
+    # than this needs both limits raised
     MAX_REQUEST_BODY: PositiveInt = 101 * 1024 * 1024
     # seconds a synchronous route may run before it answers 504 (None: no limit)
     REQUEST_TIMEOUT: PositiveFloat | None = 300.0
@@ -121,6 +122,12 @@ class Settings(pydantic.BaseModel):
     WEBHOOK_ATTEMPTS: PositiveInt = 5
     WEBHOOK_RETRY_DELAY: NonNegativeFloat = 1.0
     WEBHOOK_TIMEOUT: PositiveFloat = 10.0
+    # background jobs waiting for a worker, all routes together, beyond which a submission is 429 (pxtserve/jobs/submit.py)
+    MAX_PENDING_JOBS: PositiveInt = 1000
+    # largest JSON input (the request's fields, uploads aside) a background job stores, in bytes (413 beyond it)
+    MAX_JOB_INPUT_BYTES: PositiveInt = 1024 * 1024
+    # /docs and /openapi.json behind the service's auth (off: public, whatever the service's auth)
+    DOCS_AUTH: bool = False
     # seconds a writing route remembers an Idempotency-Key and its answer (pxtserve/idempotency.py)
     IDEMPOTENCY_TTL: PositiveFloat = 24 * 3600.0
 

@@ -75,6 +75,24 @@ class RequestTooLarge(ApiError):
         super().__init__(413, "REQUEST_TOO_LARGE", f"request body is larger than the limit of {limit} bytes")
 
 
+class UploadTooLarge(ApiError):
+    """An uploaded file beyond MAX_UPLOAD_SIZE, refused as it arrives (pxtserve.upload_stream)."""
+
+    def __init__(self, field: str, limit: int) -> None:
+        super().__init__(
+            413, "UPLOAD_TOO_LARGE", f"upload {field!r} is larger than the limit of {limit} bytes (MAX_UPLOAD_SIZE)"
+        )
+
+
+class TooManyPendingJobs(ApiError):
+    """A background submission beyond MAX_PENDING_JOBS pending jobs (pxtserve.jobs.submit)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            429, "TOO_MANY_PENDING_JOBS", f"{limit} background jobs are waiting already (MAX_PENDING_JOBS); try later"
+        )
+
+
 class CallTimedOut(PxtserveError):
     """A call did not finish in time; `started` says whether it had begun (and may still finish)."""
 

@@ -10,8 +10,13 @@ paths exactly as Django applies it to the rest of the site.
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponseBase
+import io
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.security import SecurityMiddleware as DjangoSecurityMiddleware
+
+from pxtserve.api_errors import host_refused
 
 
 class SecurityMiddleware(DjangoSecurityMiddleware):
@@ -20,3 +25,44 @@ class SecurityMiddleware(DjangoSecurityMiddleware):
         if response is None:
             response = await self.get_response(request)
         return self.process_response(request, response)
+
+
+def secure(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    """`response` with the headers SecurityMiddleware gives every response: for answers made outside the chain.
+
+    A fresh instance each time: Django's middleware reads the SECURE_* settings when it is built, and these
+    answers (errors made before the chain runs) are rare.
+    """
+    return DjangoSecurityMiddleware(_no_view).process_response(request, response)
+
+
+def answer_before_chain(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    """An answer made before the API chain runs, as the chain would let it out: a Host the site does not serve is
+    still its JSON 400, SECURE_SSL_REDIRECT still redirects, and the security headers are added."""
+    security = DjangoSecurityMiddleware(_no_view)
+    refused = host_refused(request)
+    if refused is not None:
+        response = refused
+    else:
+        response = security.process_request(request) or response
+    return security.process_response(request, response)
+
+
+def security_headers(scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """The security headers of a response to the request in `scope`, for an answer made at the ASGI layer."""
+    from django.core.handlers.asgi import ASGIRequest
+
+    try:
+        request = ASGIRequest(scope, io.BytesIO())
+    except UnicodeDecodeError:  # a request line Django cannot decode: no request to judge HTTPS by
+        return []
+    response = secure(request, HttpResponse())
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.items()
+        if name.lower() != "content-type"
+    ]
+
+
+def _no_view(request: HttpRequest) -> HttpResponseBase:
+    raise AssertionError("only process_response is used")

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pxtserve.errors import RequestTooLarge, error_body
+from pxtserve.headers import security_headers
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -21,16 +22,13 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def _send_413(send: Send, limit: int) -> None:
+async def _send_413(scope: Scope, send: Send, limit: int) -> None:
     status, detail = error_body(RequestTooLarge(limit))
     body = json.dumps(detail).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    # the headers Django's SecurityMiddleware gives every other response; and the rest of the body is unwanted
+    headers += [*security_headers(scope), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -48,7 +46,7 @@ class BodySizeLimit:
         limit = self.limit()
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await _send_413(send, limit)
+                await _send_413(scope, send, limit)
                 return
         received = 0
         started = False
@@ -72,4 +70,4 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except RequestTooLarge:
             if not started:
-                await _send_413(send, limit)
+                await _send_413(scope, send, limit)

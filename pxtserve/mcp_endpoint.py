@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 import pxtserve
 from pxtserve import conf
 from pxtserve.errors import ApiError, RouteDefinitionError, error_response
+from pxtserve.intake import JSON_BODY_ATTRIBUTE
 from pxtserve.mcp_tools import MCP_PATH, Tool, ToolRouter, call_tool, endpoint_denial, route_auths, router_tools
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ def add_endpoint(router: Router) -> None:
     async def mcp_view(request: HttpRequest) -> HttpResponseBase:  # a function: Ninja sets attributes on it
         return await endpoint.view(request)
 
+    # JSON-RPC in a JSON body, which the view reads itself: held to a JSON Content-Type (pxtserve.intake)
+    setattr(mcp_view, JSON_BODY_ATTRIBUTE, True)
     router.add_api_operation(
         MCP_PATH,
         ["POST"],

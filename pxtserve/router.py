@@ -285,12 +285,15 @@ class PixeltableRouter(Router):
                 raise RouteDefinitionError(f"another route already serves {operation.display_name}", field="path")
         index = len(self.operations)
         response: Any = {code: _NINJA_ERRORS.get(code, schemas.ErrorResponse) for code in _ERROR_STATUSES}
+        if operation.input_location == "body":
+            response[415] = schemas.ErrorResponse  # a Content-Type other than JSON (pxtserve.intake)
         openapi_extra: dict[str, Any] | None = None
         if operation.returns_file:
             response[502] = schemas.ErrorResponse  # the file is not available locally
             openapi_extra = _FILE_RESPONSE
         elif operation.background:
             response[202] = JobHandle
+            response[429] = schemas.ErrorResponse  # MAX_PENDING_JOBS jobs are waiting already
             response[503] = schemas.ErrorResponse  # the job queue is unavailable
         else:
             response[200] = operation.response_model

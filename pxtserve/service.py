@@ -18,6 +18,7 @@ from pxtserve import conf, metrics
 from pxtserve.api_errors import install_error_handlers
 from pxtserve.auth import api_key_auth
 from pxtserve.config import ServiceConfig, load_service
+from pxtserve.docs_access import docs_decorator
 from pxtserve.errors import RouteDefinitionError, ServiceConfigError
 from pxtserve.pxtconfig import init_pixeltable_config
 from pxtserve.router import PixeltableRouter
@@ -86,6 +87,7 @@ def build_service(config: ServiceConfig) -> BuiltService:
         version=pxtserve.__version__,
         urls_namespace=f"pxtserve-{next(_api_ids)}",
         docs_url="/docs",
+        docs_decorator=docs_decorator(router.auth),
     )
     install_error_handlers(api)
     api.add_router("", router)

@@ -1,42 +1,50 @@
-"""Multipart file uploads: each upload becomes a file in Pixeltable's tmp directory,
-named with the upload's extension, whose path is the column (or parameter) value.
+"""Multipart file uploads: each upload becomes a file in Pixeltable's tmp directory, named with
+the extension of the type its content is (pxtserve.upload_types), whose path is the column (or
+parameter) value.
 
-Django already streams uploads larger than FILE_UPLOAD_MAX_MEMORY_SIZE to disk, so
-a large file never sits wholly in memory; here it is copied in chunks.
+Django streams uploads larger than FILE_UPLOAD_MAX_MEMORY_SIZE to a temporary file, which is moved
+here; smaller ones are copied from memory.
 """
 
 from __future__ import annotations
 
-import mimetypes
 import os
+import shutil
 from pathlib import Path
 
-from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 
 from pxtserve import conf
 from pxtserve.errors import ApiError
 from pxtserve.pxt_internals import tmp_file_path
-
-
-def _extension(upload: UploadedFile) -> str:
-    ext = os.path.splitext(upload.name or "")[1]
-    if not ext and upload.content_type:
-        ext = mimetypes.guess_extension(upload.content_type) or ""
-    # the extension is only a hint for Pixeltable's media type detection; keep it tame
-    return ext if ext[1:].isalnum() and len(ext) <= 10 else ""
+from pxtserve.upload_types import detected_extension
 
 
 def save_upload(field: str, upload: UploadedFile) -> Path:
-    """Write one upload to Pixeltable's tmp dir; 413 beyond the configured size."""
+    """Write one upload to Pixeltable's tmp dir, under the extension of what it is; 413 beyond the configured size."""
     limit = conf.settings().MAX_UPLOAD_SIZE
     if upload.size is not None and upload.size > limit:
         raise ApiError(413, "UPLOAD_TOO_LARGE", f"upload {field!r} is {upload.size} bytes; the limit is {limit} bytes")
     if not upload.size:
         raise ApiError(422, "EMPTY_UPLOAD", f"upload {field!r} is empty")
-    dest = tmp_file_path(_extension(upload))
+    staging = tmp_file_path()
+    try:
+        _write(upload, staging)
+        dest = staging.with_suffix(detected_extension(staging, upload.name or ""))
+        os.replace(staging, dest)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _write(upload: UploadedFile, dest: Path) -> None:
+    if isinstance(upload, TemporaryUploadedFile):
+        # already a file of its own on disk (Django's upload handler wrote it): moved, not copied again
+        shutil.move(upload.temporary_file_path(), dest)
+        return
     with open(dest, "wb") as out:
         out.writelines(upload.chunks())
-    return dest
 
 
 def save_uploads(uploads: dict[str, UploadedFile]) -> dict[str, Path]:

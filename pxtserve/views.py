@@ -17,6 +17,7 @@ from pxtserve import conf, schemas
 from pxtserve.auth import check_auth
 from pxtserve.errors import ApiError, CallTimedOut, error_response
 from pxtserve.executor import get_write_pool, run_in_pool, run_in_pool_with_timeout
+from pxtserve.intake import is_json, unsupported_media_type
 from pxtserve.jobs.control import cancel_body
 from pxtserve.jobs.listing import JobListQuery, list_jobs
 from pxtserve.jobs.poll import job_status_async
@@ -59,8 +60,14 @@ def make_operation_view(
 ) -> Callable[..., Any]:
     """The view of a route; with a `job_route` (background routes) it queues the request as a job."""
     serialize = None if operation.returns_file else schemas.json_serializer(operation.response_model)
+    model = operation.request_model
+    json_body = operation.input_location == "body" and model is not None and bool(model.model_fields)
 
     async def view(request: HttpRequest, payload: Any = None, **uploads: UploadedFile) -> Any:
+        if json_body and not is_json(request.content_type or ""):
+            # pxtserve's ASGI handler answers this from the head (pxtserve.intake); this is for Django's own
+            # handlers (a site's WSGI server, `include("pxtserve.urls")`), where Ninja has parsed the body by now
+            return error_response(unsupported_media_type(request))
         inputs = operation.inputs_from(payload)
         # reversing the media view's URL has a cost: only for responses that can hold media
         media = MediaUrls(
@@ -95,7 +102,6 @@ def make_operation_view(
         return HttpResponse(serialize(result), content_type=JSON_CONTENT_TYPE)
 
     params = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HttpRequest)]
-    model = operation.request_model
     if model is not None and model.model_fields:
         wrapper = _PARAM_WRAPPERS[operation.input_location]
         params.append(

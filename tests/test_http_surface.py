@@ -192,3 +192,9 @@ def test_cors_follows_pxtserve_cors_allowed_origins_through_django_cors_headers(
     assert "x-request-id" in r.headers["access-control-expose-headers"]
     other = httpx.get(f"{server}/openapi.json", headers={**VIA_PROXY, "Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_the_docs_page_may_not_be_framed_and_is_public_without_docs_auth(server):
+    docs = httpx.get(f"{server}/docs", headers=VIA_PROXY)
+    assert docs.status_code == 200 and docs.headers["x-frame-options"] == "DENY"
+    assert httpx.get(f"{server}/openapi.json", headers=VIA_PROXY).status_code == 200

@@ -66,9 +66,16 @@ def test_a_bad_setting_stops_django_at_start(tmp_path):
 
 
 def test_the_standalone_site_reads_the_environment_variables():
-    script = "from pxtserve import conf; s = conf.settings(); print(s.MCP, s.IDEMPOTENCY_TTL, s.METRICS)"
+    script = (
+        "from pxtserve import conf; s = conf.settings(); print(s.MCP, s.IDEMPOTENCY_TTL, s.METRICS, s.MAX_PENDING_JOBS)"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PXTSERVE_", "DJANGO_"))}
-    env |= {"PXTSERVE_MCP": "1", "PXTSERVE_IDEMPOTENCY_TTL": "90.5", "PXTSERVE_METRICS": "0"}
+    env |= {
+        "PXTSERVE_MCP": "1",
+        "PXTSERVE_IDEMPOTENCY_TTL": "90.5",
+        "PXTSERVE_METRICS": "0",
+        "PXTSERVE_MAX_PENDING_JOBS": "7",
+    }
     result = subprocess.run(  # noqa: PLW1510 - the test asserts on returncode
         [sys.executable, str(REPO / "manage.py"), "shell", "-c", script],
         env={**env, "DJANGO_SETTINGS_MODULE": "project.settings"},
@@ -77,4 +84,4 @@ def test_the_standalone_site_reads_the_environment_variables():
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1].split() == ["True", "90.5", "False"], result.stdout
+    assert result.stdout.strip().splitlines()[-1].split() == ["True", "90.5", "False", "7"], result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import uuid
@@ -10,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
-from pxtserve import tracing
-from pxtserve.errors import ApiError, error_response
+from pxtserve import conf, tracing
+from pxtserve.errors import ApiError, TooManyPendingJobs, error_response
 from pxtserve.executor import run_in_pool
 from pxtserve.jobs.queue import enqueue, sync_mode
 from pxtserve.jobs.recovery import maybe_prune
@@ -41,18 +43,50 @@ async def submit_request(
     request: HttpRequest, job_route: JobRoute, payload: Any, uploads: dict[str, Path], media_base_url: str | None
 ) -> HttpResponse:
     """Persist and queue a background request; 202 with the job id and its absolute poll URL."""
+    inputs = dump_inputs(payload)
     # read here, in the request's context, and passed on: submit() runs on a thread
-    args = (job_route.route, job_route.digest, dump_inputs(payload), uploads, media_base_url, current_request_id())
+    args = (job_route.route, job_route.digest, inputs, uploads, media_base_url, current_request_id())
     webhook = {"webhook_url": job_route.webhook_url}
     try:
+        check_input_size(inputs)
         if sync_mode():
             # django-q2's sync mode runs the job inside async_task: a Pixeltable call, so on the Pixeltable pool
             job_id = await run_in_pool(submit, *args, **webhook)
         else:
             job_id = await sync_to_async(submit, thread_sensitive=False)(*args, **webhook)
     except ApiError as exc:
-        return error_response(exc)
+        remove_files(uploads.values())  # still in the tmp dir when refused before keep_uploads moved them
+        response = error_response(exc)
+        if isinstance(exc, TooManyPendingJobs):
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     return JsonResponse({"id": job_id, "job_url": job_url(request, job_route.job_url_name, job_id)}, status=202)
+
+
+# what a client refused for too many pending jobs is told to wait: about what a worker takes for a few jobs
+RETRY_AFTER_SECONDS = 10
+
+
+def check_input_size(inputs: dict[str, Any]) -> None:
+    """A job keeps its JSON inputs for JOB_RETENTION_SECONDS: bounded (uploads are, by MAX_UPLOAD_SIZE)."""
+    limit = conf.settings().MAX_JOB_INPUT_BYTES
+    size = len(json.dumps(inputs, cls=DjangoJSONEncoder).encode())
+    if size > limit:
+        raise ApiError(
+            413,
+            "JOB_INPUTS_TOO_LARGE",
+            f"the job's inputs are {size} bytes of JSON; the limit is {limit} (MAX_JOB_INPUT_BYTES)",
+        )
+
+
+def check_pending_quota() -> None:
+    """429 beyond MAX_PENDING_JOBS pending jobs (every route's). Counted before the job is written, so concurrent
+    submissions may pass the limit by as many as submit at once."""
+    from pxtserve.models import Job
+
+    limit = conf.settings().MAX_PENDING_JOBS
+    if Job.objects.filter(status=Job.Status.PENDING).count() >= limit:
+        raise TooManyPendingJobs(limit)
 
 
 def dump_inputs(payload: Any) -> dict[str, Any]:
@@ -84,9 +118,10 @@ def submit(
     """
     from pxtserve.models import Job
 
-    kept = keep_uploads(uploads)
     with db_connection():
         maybe_prune()
+        check_pending_quota()
+        kept = keep_uploads(uploads)
         try:
             job = Job.objects.create(
                 route=route,

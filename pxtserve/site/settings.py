@@ -204,6 +204,8 @@ PXTSERVE = {
     "METRICS_AUTH": _metrics_auth(os.environ.get("PXTSERVE_METRICS_AUTH") or "service"),
     # PXTSERVE_MCP=1: every router answers MCP at <prefix>/mcp (a service's own `mcp` wins)
     "MCP": os.environ.get("PXTSERVE_MCP", "0") == "1",
+    # background jobs waiting at most, all routes together (default: conf.py's)
+    **({"MAX_PENDING_JOBS": int(n)} if (n := os.environ.get("PXTSERVE_MAX_PENDING_JOBS")) else {}),
     # seconds an Idempotency-Key is remembered (default: conf.py's)
     **({"IDEMPOTENCY_TTL": ttl} if (ttl := os.environ.get("PXTSERVE_IDEMPOTENCY_TTL")) else {}),
     # seconds a signed media URL stays valid (default: conf.py's)
