@@ -40,10 +40,13 @@ DEMO_OPERATION_IDS = {
     ("get", "/notes/lookup"): "query_notes_lookup",
     ("post", "/notes/search"): "query_notes_search",
     ("post", "/images"): "insert_images",
+    ("post", "/images/upload"): "insert_images_upload",
     ("post", "/images/update"): "update_images_update",
     ("post", "/images/delete"): "delete_images_delete",
     ("post", "/images/search"): "query_images_search",
     ("post", "/images/thumbnail"): "query_images_thumbnail",
+    ("post", "/videos"): "insert_videos",
+    ("get", "/videos/frames"): "query_videos_frames",
 }
 CLIENT_PACKAGE = "pxtserve_demo_client"
 
