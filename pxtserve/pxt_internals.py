@@ -143,3 +143,23 @@ def run_query_page(function: Any, args: dict[str, Any], *, offset: int, count: i
             return iter(())
     start = (template._resolved_offset(args) or 0) + offset
     return template.limit(count, offset=start)._collect(args=args, media_as_urls=True)
+
+
+def stored_schema_version(table: pxt.Table) -> int:
+    """The table's schema version as stored now: what `get_metadata()["schema_version"]` says, read alone.
+
+    `get_metadata()` also builds every column's metadata (display strings of computed columns,
+    dependencies, indexes) to give that one number, which made the periodic schema check cost a
+    request about ten times a lookup; no public accessor reads only the version. The same
+    read transaction `get_metadata` opens refreshes the table's cached metadata (a dropped table
+    raises TABLE_NOT_FOUND as there).
+    """
+    from pixeltable.catalog import retry_loop
+
+    path = table._tbl_version_path
+
+    @retry_loop(for_write=False)
+    def read() -> int:
+        return int(path.schema_version())
+
+    return read()

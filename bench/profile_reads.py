@@ -1,0 +1,384 @@
+"""Where a read's time goes: ms per stage for lookup and search, for the direct call and for pxtserve.
+
+    python bench/profile_reads.py [--n 2000] [--warmup 300] [--routes lookup,search] [--servers] [--home DIR]
+
+One process, one fresh PIXELTABLE_HOME (bench/home.py), sequential calls (no concurrency: each stage's time is
+its own, not a wait for another request). Three tables:
+
+1. **CPU per request** (time.process_time over N calls, no instrumentation): the direct call
+   (`template_query._collect(args=..., media_as_urls=True)`, as bench/loadgen.py's direct target) against the
+   same request through pxtserve's ASGI application in this process (pxtserve.asgi.build_application with
+   bench/service.toml, the access log off as `serve --no-access-log`), without HTTP parsing or sockets.
+2. **Stages** (wall-clock ms per request, inclusive, from timers wrapped around the functions named in
+   STAGES; nested stages are indented under the stage that contains them). The timers cost ~1 us per wrapped
+   call, so the stage totals sit a little above table 1's.
+3. With `--servers`: the CPU the server process itself spends per request (psutil, user + system, over N
+   sequential keep-alive requests from one httpx client) for `manage.py serve` and the reference, real HTTP.
+
+The machine is shared and noisy: CPU time per request is the figure to compare, not throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import importlib
+import inspect
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench import home
+
+N_ROWS = home.N_PRELOADED
+
+# (label, depth, "module:qualname", kind): kind is "call" (a function), "gen" (a generator or iterator it returns is
+# timed while it is consumed), "ctx" (a @contextmanager: its set-up and tear-down, not its body) or "async".
+STAGES: list[tuple[str, int, str, str]] = [
+    ("pxtserve: whole request (ASGI app)", 0, "pxtserve.request_id:RequestIdAsgi.__call__", "async"),
+    ("Django handler + middleware chain", 1, "django.core.handlers.base:BaseHandler.get_response_async", "async"),
+    ("URL resolution", 2, "django.core.handlers.base:BaseHandler.resolve_request", "call"),
+    ("Ninja operation (validation + view)", 2, "ninja.operation:AsyncOperation.run", "async"),
+    ("Ninja parameter validation", 3, "ninja.operation:Operation._get_values", "call"),
+    ("thread hop + Pixeltable call", 3, "pxtserve.views:run_in_pool_with_timeout", "async"),
+    ("operation.execute (pool thread)", 4, "pxtserve.routes.operation:RowsOperation.execute", "call"),
+    ("rows rendered", 5, "pxtserve.routes.operation:render_row", "call"),
+    ("response validation (pydantic)", 3, "pydantic.type_adapter:TypeAdapter.validate_python", "call"),
+    ("response JSON (pydantic)", 3, "pydantic.type_adapter:TypeAdapter.dump_json", "call"),
+    ("Pixeltable: Query._collect", 0, "pixeltable._query:Query._collect", "call"),
+    ("catalog transaction set-up/tear-down", 1, "pixeltable.catalog.catalog:Catalog.begin_xact", "ctx"),
+    ("connection checkout (pre-ping)", 2, "sqlalchemy.engine.base:Engine.connect", "call"),
+    ("metadata version checks", 2, "pixeltable.catalog.catalog:Catalog._acquire_locks", "call"),
+    ("commit", 2, "sqlalchemy.engine.base:Transaction.commit", "call"),
+    ("plan lookup (cached per thread)", 1, "pixeltable._query:Query._ensure_plan", "call"),
+    ("planning (cache miss)", 2, "pixeltable._query:Query._create_query_plan", "call"),
+    ("plan execution", 1, "pixeltable.exec.exec_plan:ExecPlan.exec", "gen"),
+    ("SQL statements (all, incl. metadata)", 1, "sqlalchemy.engine.base:Connection.execute", "call"),
+    ("SQL compilation (cached)", 2, "sqlalchemy.sql.elements:ClauseElement._compile_w_cache", "call"),
+    ("DB round trip (psycopg execute)", 2, "psycopg.cursor:Cursor.execute", "call"),
+]
+
+
+class StageTimers:
+    """Inclusive wall-clock time and call count per stage label, from wrappers patched onto the named functions."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._undo: list[Callable[[], None]] = []
+        self._active: set[str] = set()  # a recursive call is not counted twice
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+
+    def install(self, stages: list[tuple[str, int, str, str]]) -> None:
+        for label, _, target, kind in stages:
+            module_name, _, qualname = target.partition(":")
+            owner: Any = importlib.import_module(module_name)
+            *path, attr = qualname.split(".")
+            for part in path:
+                owner = getattr(owner, part)
+            original = inspect.getattr_static(owner, attr)
+            setattr(owner, attr, self._wrap(label, original, kind))
+            self._undo.append(functools.partial(setattr, owner, attr, original))
+
+    def uninstall(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+    def _add(self, label: str, seconds: float) -> None:
+        self.seconds[label] += seconds
+        self.calls[label] += 1
+
+    def _wrap(self, label: str, fn: Any, kind: str) -> Any:
+        timers = self
+        if kind == "async":
+
+            @functools.wraps(fn)
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                began = time.perf_counter()
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    timers._add(label, time.perf_counter() - began)
+
+            return timed_async
+        if kind == "ctx":
+            generator_fn = fn.__wrapped__
+
+            @contextlib.contextmanager
+            @functools.wraps(generator_fn)
+            def timed_ctx(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                gen = generator_fn(*args, **kwargs)
+                began = time.perf_counter()
+                value = next(gen)
+                timers._add(label, time.perf_counter() - began)
+                try:
+                    yield value
+                except BaseException as exc:
+                    began = time.perf_counter()
+                    try:
+                        gen.throw(exc)
+                    except StopIteration:
+                        return
+                    finally:
+                        timers.seconds[label] += time.perf_counter() - began
+                    raise
+                began = time.perf_counter()
+                with contextlib.suppress(StopIteration):
+                    next(gen)
+                timers.seconds[label] += time.perf_counter() - began
+
+            return timed_ctx
+        if kind == "gen":
+
+            @functools.wraps(fn)
+            def timed_gen(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                it = iter(fn(*args, **kwargs))
+                total = 0.0
+                try:
+                    while True:
+                        began = time.perf_counter()
+                        try:
+                            item = next(it)
+                        except StopIteration:
+                            return
+                        finally:
+                            total += time.perf_counter() - began
+                        yield item
+                finally:
+                    timers._add(label, total)
+
+            return timed_gen
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if label in timers._active:
+                return fn(*args, **kwargs)
+            timers._active.add(label)
+            began = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                timers._active.discard(label)
+                timers._add(label, time.perf_counter() - began)
+
+        return timed
+
+
+# ---------------------------------------------------------------------------------------------------- the calls
+
+
+def direct_call(route: str) -> Callable[[random.Random], Any]:
+    """The direct target's call for `route`, as f(rng)."""
+    from bench.bench_app import queries
+
+    if route == "lookup":
+        return lambda rng: list(
+            queries.lookup.template_query._collect(args={"id": rng.randint(1, N_ROWS)}, media_as_urls=True)
+        )
+    return lambda rng: list(
+        queries.search.template_query._collect(args={"start": rng.randint(1, N_ROWS - 9)}, media_as_urls=True)
+    )
+
+
+def asgi_request(app: Any, route: str, rng: random.Random) -> Any:
+    """One request through the ASGI application (a coroutine); raises unless the answer is a 200."""
+    if route == "lookup":
+        method, path, query, body = "GET", "/lookup", f"id={rng.randint(1, N_ROWS)}".encode(), b""
+    else:
+        method, path, query, body = "POST", "/search", b"", b'{"start":%d}' % rng.randint(1, N_ROWS - 9)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8765),
+    }
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # no disconnect: the handler cancels this when the response is sent
+        return {"type": "http.disconnect"}
+
+    status: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    async def run() -> None:
+        await app(scope, receive, send)
+        if status != [200]:
+            raise RuntimeError(f"{method} {path}: status {status}")
+
+    return run()
+
+
+def build_app() -> Any:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    os.environ["PXTSERVE_CONFIG"] = str(REPO_ROOT / "bench" / "service.toml")
+    os.environ["PXTSERVE_SERVICE"] = "bench"
+    os.environ["PXTSERVE_ACCESS_LOG"] = "0"  # as `serve --no-access-log`, how bench/run.py starts it
+    from pxtserve.asgi import build_application
+
+    return build_application()
+
+
+def cpu_per_call(run: Callable[[], None], n: int) -> tuple[float, float]:
+    """(CPU ms, wall ms) per call of `run` over n calls: this process's CPU, all threads."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range(n):
+        run()
+    return (time.process_time() - cpu0) * 1000 / n, (time.perf_counter() - wall0) * 1000 / n
+
+
+# ---------------------------------------------------------------------------------------------------- servers
+
+
+def http_call(client: Any, route: str, rng: random.Random) -> Callable[[], None]:
+    """One request of `route` over HTTP with `client` (httpx), as f(); raises unless it is a 2xx."""
+
+    def one() -> None:
+        if route == "lookup":
+            response = client.get("/lookup", params={"id": rng.randint(1, N_ROWS)})
+        else:
+            response = client.post("/search", json={"start": rng.randint(1, N_ROWS - 9)})
+        response.raise_for_status()
+
+    return one
+
+
+def server_cpu(route: str, n: int, warmup: int) -> list[tuple[str, float, float]]:
+    """(target, server CPU ms per request, wall ms per request) for pxtserve and the reference over real HTTP."""
+    import httpx
+    import psutil
+
+    from bench import servers
+
+    results = []
+    log_dir = Path(os.environ["PIXELTABLE_HOME"]) / "profile-logs"
+    log_dir.mkdir(exist_ok=True)
+    for target in (servers.pxtserve_target(REPO_ROOT / "bench" / "service.toml"), servers.reference_target()):
+        with servers.Server(target, log_dir) as server, httpx.Client(base_url=server.url) as client:
+            proc = psutil.Process(server.pid)
+            one = http_call(client, route, random.Random(7))
+            for _ in range(warmup):
+                one()
+            tree = [proc, *proc.children(recursive=True)]
+            cpu0 = sum(sum(p.cpu_times()[:2]) for p in tree)
+            wall0 = time.perf_counter()
+            for _ in range(n):
+                one()
+            wall = (time.perf_counter() - wall0) * 1000 / n
+            cpu = (sum(sum(p.cpu_times()[:2]) for p in tree) - cpu0) * 1000 / n
+            results.append((target.name, cpu, wall))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000, help="calls per measurement")
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--routes", default="lookup,search")
+    parser.add_argument("--servers", action="store_true", help="also the server processes' CPU per request")
+    parser.add_argument("--home", type=Path, default=None, help="Pixeltable home (default: a new temporary one)")
+    args = parser.parse_args()
+    routes = [r for r in args.routes.split(",") if r]
+
+    home_dir = home.prepare_environment(args.home)
+    home.create_and_preload()
+    app = build_app()
+    loop = asyncio.new_event_loop()
+
+    def through_app(route: str, rng: random.Random) -> Callable[[], None]:
+        return lambda: loop.run_until_complete(asgi_request(app, route, rng))
+
+    def direct(route: str, rng: random.Random) -> Callable[[], None]:
+        call = direct_call(route)
+        return lambda: call(rng)
+
+    print(f"# bench/profile_reads.py: n={args.n} per cell, home {home_dir}, load average {os.getloadavg()}")
+    print("\n## CPU per request (ms, this process, no timers)\n")
+    print("| route | direct CPU | pxtserve ASGI CPU | direct wall | pxtserve ASGI wall |")
+    print("|---|---|---|---|---|")
+    for route in routes:
+        rng = random.Random(1)
+        in_process, via_app = direct(route, rng), through_app(route, rng)
+        cpu_per_call(in_process, args.warmup)
+        cpu_per_call(via_app, args.warmup)
+        d_cpu, d_wall = cpu_per_call(in_process, args.n)
+        a_cpu, a_wall = cpu_per_call(via_app, args.n)
+        print(f"| {route} | {d_cpu:.3f} | {a_cpu:.3f} | {d_wall:.3f} | {a_wall:.3f} |")
+
+    timers = StageTimers()
+    timers.install(STAGES)
+    try:
+        for route in routes:
+            rng = random.Random(2)
+            columns: dict[str, tuple[dict[str, float], dict[str, int]]] = {}
+            for target, run in (("direct", direct(route, rng)), ("pxtserve", through_app(route, rng))):
+                for _ in range(args.warmup):
+                    run()
+                timers.reset()
+                for _ in range(args.n):
+                    run()
+                columns[target] = (dict(timers.seconds), dict(timers.calls))
+            print(f"\n## {route}: ms per request by stage (inclusive wall-clock; calls per request)\n")
+            print("| stage | direct | pxtserve |")
+            print("|---|---|---|")
+            for label, depth, _, _ in STAGES:
+                cells = []
+                for target in ("direct", "pxtserve"):
+                    seconds, calls = columns[target]
+                    if label in calls:
+                        cells.append(f"{seconds[label] * 1000 / args.n:.3f} ({calls[label] / args.n:g})")
+                    else:
+                        cells.append("-")
+                print(f"| {'&nbsp;' * 4 * depth}{label} | {cells[0]} | {cells[1]} |")
+    finally:
+        timers.uninstall()
+    loop.close()
+
+    if args.servers:
+        print("\n## Server process CPU per request over HTTP (ms; one sequential keep-alive client)\n")
+        print("| route | target | server CPU | wall |")
+        print("|---|---|---|---|")
+        for route in routes:
+            for name, cpu, wall in server_cpu(route, args.n, args.warmup):
+                print(f"| {route} | {name} | {cpu:.3f} | {wall:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
