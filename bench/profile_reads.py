@@ -57,6 +57,7 @@ STAGES: list[tuple[str, int, str, str]] = [
     ("response validation (pydantic)", 3, "pydantic.type_adapter:TypeAdapter.validate_python", "call"),
     ("response JSON (pydantic)", 3, "pydantic.type_adapter:TypeAdapter.dump_json", "call"),
     ("Pixeltable: Query._collect", 0, "pixeltable._query:Query._collect", "call"),
+    ("Pixeltable: pxtserve's PreparedRead.rows", 0, "pxtserve.pxt_internals:PreparedRead.rows", "call"),
     ("catalog transaction set-up/tear-down", 1, "pixeltable.catalog.catalog:Catalog.begin_xact", "ctx"),
     ("connection checkout (pre-ping)", 2, "sqlalchemy.engine.base:Engine.connect", "call"),
     ("metadata version checks", 2, "pixeltable.catalog.catalog:Catalog._acquire_locks", "call"),
@@ -71,7 +72,8 @@ STAGES: list[tuple[str, int, str, str]] = [
 
 
 class StageTimers:
-    """Inclusive wall-clock time and call count per stage label, from wrappers patched onto the named functions."""
+    """Inclusive wall-clock time and call count per stage label, from wrappers patched onto the named functions
+    (a function this checkout does not have is skipped)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
@@ -89,7 +91,9 @@ class StageTimers:
             owner: Any = importlib.import_module(module_name)
             *path, attr = qualname.split(".")
             for part in path:
-                owner = getattr(owner, part)
+                owner = getattr(owner, part, None)
+            if owner is None or not hasattr(owner, attr):
+                continue  # not in this checkout (the code before a change): its row shows "-"
             original = inspect.getattr_static(owner, attr)
             setattr(owner, attr, self._wrap(label, original, kind))
             self._undo.append(functools.partial(setattr, owner, attr, original))
