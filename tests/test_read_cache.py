@@ -13,6 +13,7 @@ from pxtserve.router import PixeltableRouter
 from tests.processes import REPO, free_port, serve_env, stop_process, wait_until_up
 
 from .conftest import mounted
+from .test_routes_query import SERVICE  # an insert route at /items and a GET one_row lookup at /lookup
 
 
 def test_stored_schema_version_follows_changes_and_drops(pxt_tables):
@@ -104,32 +105,14 @@ def test_the_prepared_read_gives_collects_rows(pxt_tables):
     assert prepared.rows({"id": 5}) == []
 
 
-TWO_SERVERS = """
-[[service]]
-name = "readers"
-modules = ["tests.pxt_app.schema"]
-[[service.routes]]
-type = "insert"
-table = "pxtserve_test.items"
-path = "/items"
-inputs = ["id", "name"]
-[[service.routes]]
-type = "query"
-path = "/items/lookup"
-query = "tests.pxt_app.queries.item_by_id"
-method = "get"
-one_row = true
-"""
-
-
 def test_a_write_through_one_server_is_read_through_another(pxt_tables, new_id, tmp_path):
     """Two `serve` processes on one Pixeltable home: what one writes, the other's next read returns."""
-    (tmp_path / "readers.toml").write_text(TWO_SERVERS)
+    (tmp_path / "readers.toml").write_text(SERVICE)
     servers: list[tuple[str, subprocess.Popen]] = []
     try:
         for n in range(2):  # one after the other: servers starting together race on the embedded PostgreSQL
             port = free_port()
-            command = [sys.executable, "manage.py", "serve", "readers", "--config", str(tmp_path / "readers.toml")]
+            command = [sys.executable, "manage.py", "serve", "t", "--config", str(tmp_path / "readers.toml")]
             command += ["--host", "127.0.0.1", "--port", str(port), "--no-workers"]
             log = tmp_path / f"serve-{n}.log"
             with open(log, "w") as out:
@@ -140,12 +123,12 @@ def test_a_write_through_one_server_is_read_through_another(pxt_tables, new_id, 
             wait_until_up(f"http://127.0.0.1:{port}/healthz", process, 180, log.read_text)
         (a, _), (b, _) = servers
         first, second = new_id(), new_id()
-        assert httpx.get(f"{b}/items/lookup", params={"id": first}).status_code == 404  # B has planned the read
+        assert httpx.get(f"{b}/lookup", params={"id": first}).status_code == 404  # B has planned the read
         assert httpx.post(f"{a}/items", json={"id": first, "name": "from a"}).status_code == 200
-        assert httpx.get(f"{b}/items/lookup", params={"id": first}).json()["name"] == "from a"
+        assert httpx.get(f"{b}/lookup", params={"id": first}).json()["name"] == "from a"
         assert httpx.post(f"{b}/items", json={"id": second, "name": "from b"}).status_code == 200
-        assert httpx.get(f"{a}/items/lookup", params={"id": second}).json()["name"] == "from b"
-        assert httpx.get(f"{a}/items/lookup", params={"id": first}).json()["name"] == "from a"
+        assert httpx.get(f"{a}/lookup", params={"id": second}).json()["name"] == "from b"
+        assert httpx.get(f"{a}/lookup", params={"id": first}).json()["name"] == "from a"
     finally:
         for _, process in servers:
             stop_process(process)
