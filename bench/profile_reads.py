@@ -12,7 +12,12 @@ its own, not a wait for another request). Three tables:
 2. **Stages** (wall-clock ms per request, inclusive, from timers wrapped around the functions named in
    STAGES; nested stages are indented under the stage that contains them). The timers cost ~1 us per wrapped
    call, so the stage totals sit a little above table 1's.
-3. With `--servers`: the CPU the server process itself spends per request (psutil, user + system, over N
+3. With `--instructions` (run the script under valgrind, see below): instructions executed per request
+   (all threads of this process; the database server is another process), counted by callgrind, which
+   the machine's load does not change. Run it as
+   `valgrind --tool=callgrind --instr-atstart=no python bench/profile_reads.py --instructions --n 200`:
+   the script switches instrumentation on (callgrind_control) only around the measured calls.
+4. With `--servers`: the CPU the server process itself spends per request (psutil, user + system, over N
    sequential keep-alive requests from one httpx client) for `manage.py serve` and the reference, real HTTP.
 
 The machine is shared and noisy: CPU time per request is the figure to compare, not throughput.
@@ -265,6 +270,39 @@ def cpu_per_call(run: Callable[[], None], n: int) -> tuple[float, float]:
     return (time.process_time() - cpu0) * 1000 / n, (time.perf_counter() - wall0) * 1000 / n
 
 
+# ---------------------------------------------------------------------------------------------------- callgrind
+
+
+def _callgrind(*command: str) -> str:
+    """Run callgrind_control on this very process (which runs under valgrind); its output."""
+    import subprocess
+
+    done = subprocess.run(["callgrind_control", *command, str(os.getpid())], check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def instructions_per_call(run: Callable[[], None], n: int) -> float:
+    """Instructions (callgrind's Ir, all threads of this process) per call of `run` over n calls."""
+    _callgrind("-i", "on")
+    _callgrind("-z")
+    for _ in range(n):
+        run()
+    out_dir = Path(os.environ["PIXELTABLE_HOME"]) / "callgrind"
+    out_dir.mkdir(exist_ok=True)
+    before = set(out_dir.iterdir())
+    _callgrind("-d")
+    _callgrind("-i", "off")
+    total = 0
+    for path in Path.cwd().glob(f"callgrind.out.{os.getpid()}*"):
+        if path in before:
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith(("summary:", "totals:")):
+                total = max(total, int(line.split()[1]))
+        path.rename(out_dir / path.name)
+    return total / n
+
+
 # ---------------------------------------------------------------------------------------------------- servers
 
 
@@ -317,6 +355,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--routes", default="lookup,search")
     parser.add_argument("--servers", action="store_true", help="also the server processes' CPU per request")
+    parser.add_argument(
+        "--instructions", action="store_true", help="only instructions per request (under valgrind: see above)"
+    )
     parser.add_argument("--home", type=Path, default=None, help="Pixeltable home (default: a new temporary one)")
     args = parser.parse_args()
     routes = [r for r in args.routes.split(",") if r]
@@ -334,6 +375,21 @@ def main() -> None:
         return lambda: call(rng)
 
     print(f"# bench/profile_reads.py: n={args.n} per cell, home {home_dir}, load average {os.getloadavg()}")
+    if args.instructions:
+        print("\n## Instructions per request (millions; callgrind, this process, all threads)\n")
+        print("| route | direct | pxtserve ASGI | pxtserve / direct |")
+        print("|---|---|---|---|")
+        for route in routes:
+            rng = random.Random(1)
+            in_process, via_app = direct(route, rng), through_app(route, rng)
+            for _ in range(args.warmup):
+                in_process()
+                via_app()
+            d_ir = instructions_per_call(in_process, args.n) / 1e6
+            a_ir = instructions_per_call(via_app, args.n) / 1e6
+            print(f"| {route} | {d_ir:.2f} | {a_ir:.2f} | {a_ir / d_ir:.2f} |", flush=True)
+        loop.close()
+        return
     print("\n## CPU per request (ms, this process, no timers)\n")
     print("| route | direct CPU | pxtserve ASGI CPU | direct wall | pxtserve ASGI wall |")
     print("|---|---|---|---|---|")
