@@ -204,6 +204,23 @@ def direct_call(route: str) -> Callable[[random.Random], Any]:
     )
 
 
+def prepared_call(route: str, rng: random.Random) -> Callable[[], None] | None:
+    """The Pixeltable call a pxtserve query route makes (pxt_internals.PreparedRead), in this thread, without
+    HTTP; None in a checkout without it."""
+    from pxtserve import pxt_internals
+
+    if not hasattr(pxt_internals, "PreparedRead"):
+        return None
+    from bench.bench_app import queries
+
+    prepared = pxt_internals.PreparedRead(queries.lookup if route == "lookup" else queries.search)
+
+    def call() -> None:
+        prepared.rows({"id": rng.randint(1, N_ROWS)} if route == "lookup" else {"start": rng.randint(1, N_ROWS - 9)})
+
+    return call
+
+
 def asgi_request(app: Any, route: str, rng: random.Random) -> Any:
     """One request through the ASGI application (a coroutine); raises unless the answer is a 200."""
     if route == "lookup":
@@ -377,17 +394,20 @@ def main() -> None:
     print(f"# bench/profile_reads.py: n={args.n} per cell, home {home_dir}, load average {os.getloadavg()}")
     if args.instructions:
         print("\n## Instructions per request (millions; callgrind, this process, all threads)\n")
-        print("| route | direct | pxtserve ASGI | pxtserve / direct |")
-        print("|---|---|---|---|")
+        print("| route | direct | pxtserve ASGI | pxtserve / direct | pxtserve's Pixeltable call alone |")
+        print("|---|---|---|---|---|")
         for route in routes:
             rng = random.Random(1)
-            in_process, via_app = direct(route, rng), through_app(route, rng)
+            in_process, via_app, own = direct(route, rng), through_app(route, rng), prepared_call(route, rng)
             for _ in range(args.warmup):
                 in_process()
                 via_app()
+                if own is not None:
+                    own()
             d_ir = instructions_per_call(in_process, args.n) / 1e6
             a_ir = instructions_per_call(via_app, args.n) / 1e6
-            print(f"| {route} | {d_ir:.2f} | {a_ir:.2f} | {a_ir / d_ir:.2f} |", flush=True)
+            own_ir = "-" if own is None else f"{instructions_per_call(own, args.n) / 1e6:.2f}"
+            print(f"| {route} | {d_ir:.2f} | {a_ir:.2f} | {a_ir / d_ir:.2f} | {own_ir} |", flush=True)
         loop.close()
         return
     print("\n## CPU per request (ms, this process, no timers)\n")
