@@ -80,6 +80,25 @@ def test_a_schema_change_is_served_by_a_rebuilt_plan(pxt_tables):
         assert client.get("/api/pxt/by-id", {"id": 3}).json() == {"id": 3, "name": "three"}
 
 
+def test_a_dropped_column_the_query_selects_is_an_error_not_a_stale_plan(pxt_tables):
+    """The plan kept for the template is not reused once a column it selects is gone: Pixeltable's not-found."""
+    t = _fresh_table("read_cache_dropped_column")
+    t.add_column(extra=pxt.Int | None)
+
+    @pxt.query
+    def with_extra(id: int):
+        return t.where(t.id == id).select(t.id, t.extra)
+
+    router = PixeltableRouter()
+    router.add_query_route(path="/with-extra", query=with_extra, method="get", one_row=True)
+    with mounted(router) as client:
+        assert client.get("/api/pxt/with-extra", {"id": 1}).json() == {"id": 1, "extra": None}
+        t.drop_column("extra")
+        answer = client.get("/api/pxt/with-extra", {"id": 1})
+        assert answer.status_code == 404, answer.content
+        assert answer.json()["detail"]["error_code"] == "COLUMN_NOT_FOUND"
+
+
 def test_a_dropped_table_is_an_error_not_stale_rows(pxt_tables):
     """After the table is dropped the read answers Pixeltable's not-found error (JSON, not a 500), never its rows."""
     t = _fresh_table("read_cache_dropped")
