@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 import pixeltable as pxt
@@ -52,6 +53,11 @@ def _lookup_router(t: pxt.Table) -> PixeltableRouter:
     return router
 
 
+def _assert_not_found(answer: Any, error_code: str) -> None:
+    assert answer.status_code == 404, answer.content
+    assert answer.json()["detail"]["error_code"] == error_code
+
+
 def test_a_write_is_seen_by_the_next_read(pxt_tables):
     """A row written through the route, or by Pixeltable directly (another writer), is in the very next read."""
     t = _fresh_table("read_cache_writes")
@@ -94,9 +100,7 @@ def test_a_dropped_column_the_query_selects_is_an_error_not_a_stale_plan(pxt_tab
     with mounted(router) as client:
         assert client.get("/api/pxt/with-extra", {"id": 1}).json() == {"id": 1, "extra": None}
         t.drop_column("extra")
-        answer = client.get("/api/pxt/with-extra", {"id": 1})
-        assert answer.status_code == 404, answer.content
-        assert answer.json()["detail"]["error_code"] == "COLUMN_NOT_FOUND"
+        _assert_not_found(client.get("/api/pxt/with-extra", {"id": 1}), "COLUMN_NOT_FOUND")
 
 
 def test_a_dropped_table_is_an_error_not_stale_rows(pxt_tables):
@@ -105,9 +109,7 @@ def test_a_dropped_table_is_an_error_not_stale_rows(pxt_tables):
     with mounted(_lookup_router(t)) as client:
         assert client.get("/api/pxt/by-id", {"id": 1}).status_code == 200
         pxt.drop_table("pxtserve_test.read_cache_dropped")
-        answer = client.get("/api/pxt/by-id", {"id": 1})
-        assert answer.status_code == 404, answer.content
-        assert answer.json()["detail"]["error_code"] == "TABLE_NOT_FOUND"
+        _assert_not_found(client.get("/api/pxt/by-id", {"id": 1}), "TABLE_NOT_FOUND")
 
 
 def test_the_prepared_read_gives_collects_rows(pxt_tables):
