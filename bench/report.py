@@ -164,6 +164,35 @@ def markdown_table(
     return "\n".join(lines)
 
 
+# the routes whose scaling with processes the scaling table shows: reads, which share no per-table writer
+READ_ROUTES = ("lookup", "search")
+
+
+def scaling_table(table: dict[tuple[str, int], dict[str, Summary]], targets: list[str]) -> str:
+    """Reads against the number of `serve` processes: req/s of `pxtserve` (1 process) and of each `pxtserve xN`,
+    and each one's ratio to the single process ("" when no `pxtserve xN` ran)."""
+    multi = sorted((t for t in targets if t.startswith(f"{OURS} x")), key=lambda t: int(t.rsplit("x", 1)[1]))
+    if OURS not in targets or not multi:
+        return ""
+    header = ["route", "clients", "1 process req/s", *(f"{t.rsplit(' ', 1)[1]} req/s" for t in multi)]
+    header += [f"{t.rsplit(' ', 1)[1]} / 1" for t in multi]
+    lines = [
+        "Reads against `serve --workers N` (the same cells as above):",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    for (route, clients), by_target in table.items():
+        if route not in READ_ROUTES:
+            continue
+        one = by_target.get(OURS)
+        row = [route, str(clients), _rps_cell(one)]
+        row += [_rps_cell(by_target.get(t)) for t in multi]
+        row += [_ratio(by_target.get(t), one) for t in multi]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def _short(target: str) -> str:
     return {"direct": "d", REFERENCE: "ref", OURS: "ours"}.get(target, target)
 

@@ -72,8 +72,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--pxtserve-workers",
         default="2",
-        help="also run `serve --workers N` as target 'pxtserve xN' for each N (default 2) if serve accepts "
-        "--workers; '' for none",
+        help="also run `serve --workers N` as target 'pxtserve xN' for each N > 1 (default 2; e.g. 1,2,4: 1 is "
+        "'pxtserve' itself) if serve accepts --workers, and a table of reads against N; '' for none",
     )
     parser.add_argument("--no-jobs", action="store_true", help="skip the background-jobs figure")
     parser.add_argument("--jobs-n", type=int, default=200, help="jobs per background-jobs measurement (default 200)")
@@ -147,6 +147,8 @@ class Benchmark:
                 self.servers[METRICS_OFF] = pxtserve_target(self.service_file, name=METRICS_OFF, metrics=False)
                 names.insert(names.index("pxtserve") + 1, METRICS_OFF)
             for n in self.options.pxtserve_workers:
+                if n == 1:
+                    continue  # one process is the `pxtserve` target itself
                 if "--workers" in serve_flags().replace("--no-workers", ""):
                     name = f"pxtserve x{n}"
                     self.servers[name] = pxtserve_target(self.service_file, name=name, web_workers=n)
@@ -381,6 +383,8 @@ def report(
     config = {"repeat": opts.repeat, "duration": opts.duration, "warmup": opts.warmup}
     table = rep.summarize(bench.cells)
     markdown = rep.markdown_table(table, targets, machine, config)
+    if scaling := rep.scaling_table(table, targets):
+        markdown += "\n\n" + scaling
     if jobs:
         markdown += "\n\n" + rep.jobs_table(jobs)
     if batch:

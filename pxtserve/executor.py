@@ -93,8 +93,11 @@ async def run_in_pool_with_timeout(
     future = (pool or get_pool()).submit(contextvars.copy_context().run, fn, *args)
     if timeout is None:
         return await asyncio.wrap_future(future)
+    # asyncio.timeout, not wait_for(shield(...)): no extra future and task per call. When it expires, the
+    # cancelled wrapper cancels the call only if it has not started (Future.cancel), which is what `started` says.
     try:
-        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
+        async with asyncio.timeout(timeout):
+            return await asyncio.wrap_future(future)
     except TimeoutError:
         raise CallTimedOut(started=not future.cancel()) from None
 

@@ -38,16 +38,6 @@ def media_directories() -> tuple[Path, Path, Path]:
     return env.media_dir.resolve(), env.tmp_dir.resolve(), env.file_cache_dir.resolve()
 
 
-def run_query_template(function: Any, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The rows of a @pxt.query function's template run with bound arguments, media as file URLs.
-
-    Calling the function gives an expression, not rows; Query._collect is the only way
-    to run its template with arguments (media_as_urls yields file URLs instead of
-    decoded images).
-    """
-    return function.template_query._collect(args=args, media_as_urls=True)
-
-
 def media_kind(col_type: ts.ColumnType) -> ts.ColumnType.Type:
     """The kind (IMAGE, VIDEO, ...) of a media column type: no public accessor for a type's kind."""
     return col_type._type
@@ -131,7 +121,7 @@ def as_pixeltable_error(exc: BaseException) -> BaseException:
 
 
 def run_query_page(function: Any, args: dict[str, Any], *, offset: int, count: int) -> Iterator[dict[str, Any]]:
-    """Rows `offset` to `offset + count` of what `run_query_template` gives, cut by the database.
+    """Rows `offset` to `offset + count` of what `PreparedRead.rows` gives, cut by the database.
 
     `Query.limit()` replaces a query's own limit and offset, which may be query parameters: only the
     private `_resolved_limit`/`_resolved_offset` resolve them, so that the page stays inside them.
@@ -188,3 +178,81 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def stored_schema_version(table: pxt.Table) -> int:
+    """The table's schema version as stored now: what `get_metadata()["schema_version"]` says, read alone.
+
+    `get_metadata()` also builds every column's metadata (display strings of computed columns,
+    dependencies, indexes) to give that one number, which made the periodic schema check cost a
+    request about ten times a lookup; no public accessor reads only the version. The same
+    read transaction `get_metadata` opens refreshes the table's cached metadata (a dropped table
+    raises TABLE_NOT_FOUND as there).
+    """
+    from pixeltable.catalog import retry_loop
+
+    path = table._tbl_version_path
+
+    @retry_loop(for_write=False)
+    def read() -> int:
+        return int(path.schema_version())
+
+    return read()
+
+
+class PreparedRead:
+    """A @pxt.query function's template, prepared once per route to run with bound arguments.
+
+    `Query._collect(args=...)` opens its read transaction with the query's tables twice over:
+    as table paths (each path's cached metadata is checked against the stored version: one
+    statement per table) and as table ids (the table's whole metadata row is read again and
+    parsed, then its pending operations are counted). Here the transaction takes the paths
+    only, and the pending-operation count is one statement built once; when there are pending
+    operations the call goes through `_collect`, which completes them first, as before. Rows
+    come back as dicts of the template's output names (what the routes read), not Row objects.
+    Nothing kept here depends on a table's version: the plan is Pixeltable's own per-thread
+    cache, keyed on the versions of the query's tables, so a schema change or a write (from
+    any process) is seen by the next call.
+    """
+
+    def __init__(self, function: Any) -> None:
+        import sqlalchemy as sql
+        from pixeltable.metadata import schema
+
+        self.template = function.template_query
+        from_clause = self.template._from_clause
+        self.local = from_clause.is_local
+        self.names = list(self.template.schema)
+        if not self.local:
+            return
+        self.tvps = list(from_clause.tvps)
+        referenced = self.template.referenced_tbl_ids()
+        on_paths = {handle.id for tvp in self.tvps for handle in tvp.get_tbl_versions()}
+        # tables the query names beyond its paths (none for a query over one table or view) keep Pixeltable's refresh
+        self.other_tbl_ids = sorted(referenced - on_paths)
+        checked = sorted(referenced & on_paths)
+        self.pending_ops = sql.select(sql.func.count()).where(schema.PendingTableOp.tbl_id.in_(checked))
+
+    def rows(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """The template's rows for `args`, media as file URLs.
+
+        Calling the function gives an expression, not rows; Query._collect is the only way to run its
+        template with arguments (media_as_urls yields file URLs instead of decoded images), and
+        _output_row_iterator its rows inside a transaction opened here.
+        """
+        if not self.local:
+            return self._collected(args)
+        from pixeltable.runtime import get_runtime
+
+        catalog = get_runtime().catalog
+        with catalog.begin_xact(for_write=False, read_tvps=self.tvps, read_tbl_ids=self.other_tbl_ids) as conn:
+            if conn.execute(self.pending_ops).scalar() == 0:
+                names = self.names
+                return [
+                    dict(zip(names, values, strict=True))
+                    for values in self.template._output_row_iterator(args=args, media_as_urls=True)
+                ]
+        return self._collected(args)
+
+    def _collected(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.template._collect(args=args, media_as_urls=True)]

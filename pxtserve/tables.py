@@ -14,6 +14,7 @@ from pixeltable import type_system as ts
 
 from pxtserve import conf
 from pxtserve.errors import ApiError, RouteDefinitionError
+from pxtserve.pxt_internals import stored_schema_version
 
 SCHEMA_CHANGED_MESSAGE = "table schema changed since the route was registered; please restart the service"
 
@@ -53,7 +54,7 @@ class SchemaGuard:
         if not force and time.monotonic() - self._checked_at < interval:
             return
         try:
-            changed = self.table.get_metadata()["schema_version"] != self.schema_version
+            changed = stored_schema_version(self.table) != self.schema_version
         except pxt.Error as exc:
             if exc.error_code is not pxt.ErrorCode.TABLE_NOT_FOUND:
                 raise

@@ -87,3 +87,42 @@ def test_waiting_writes_keep_no_query_from_a_thread_and_batch_beyond_the_pool_si
     assert [r.status_code for r in inserted] == [200] * 16
     assert [r.json()["name_upper"] for r in inserted] == [f"W{k}" for k in keys]
     assert items.get_metadata()["version"] == before + 1  # one insert call for the sixteen requests
+
+
+def test_a_timed_out_call_that_never_got_a_thread_never_runs_and_one_that_started_finishes():
+    """run_in_pool_with_timeout on a busy pool: the queued call is cancelled (started=False) and never runs; a call
+    that was running when the time ran out (started=True) still finishes in its thread."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pxtserve.errors import CallTimedOut
+    from pxtserve.executor import run_in_pool_with_timeout
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    release, ran = threading.Event(), []
+
+    def busy() -> None:
+        release.wait(10)
+        ran.append("busy")
+
+    async def go() -> tuple[bool, bool]:
+        running = asyncio.ensure_future(run_in_pool_with_timeout(0.2, busy, pool=pool))
+        await asyncio.sleep(0.05)  # `busy` holds the pool's only thread
+        try:
+            await run_in_pool_with_timeout(0.2, ran.append, "queued", pool=pool)
+        except CallTimedOut as exc:
+            queued_started = exc.started
+        try:
+            await running
+        except CallTimedOut as exc:
+            busy_started = exc.started
+        return queued_started, busy_started
+
+    try:
+        assert asyncio.run(go()) == (False, True)
+        release.set()
+        pool.shutdown(wait=True)
+        assert ran == ["busy"]  # the running call finished; the queued one never ran
+    finally:
+        release.set()
+        pool.shutdown(wait=True)

@@ -15,7 +15,7 @@ from pxtserve import schemas
 from pxtserve.errors import RouteDefinitionError
 from pxtserve.media import MediaUrls
 from pxtserve.media_inputs import check_media_inputs
-from pxtserve.pxt_internals import run_query_page, run_query_template
+from pxtserve.pxt_internals import PreparedRead, run_query_page
 from pxtserve.routes.checks import check_outputs, check_uploads, pick_names, request_model, row_model_of_types
 from pxtserve.routes.operation import RowsOperation, Shape
 from pxtserve.routes.paging import Paging
@@ -100,6 +100,7 @@ class QueryRoute(RouteSpec):
             shape=Shape.ONE if one else Shape.ROWS,
             no_row_message="query returned no rows",
             function=fn,
+            prepared=PreparedRead(fn),
             defaults={n: p.default.val for n, p in params.items() if p.has_default() and n not in accepted},
             scalar=fn.return_scalar,
             json_media_inputs=[n for n in input_names if param_types[n].is_media_type()],
@@ -127,6 +128,8 @@ class QueryRoute(RouteSpec):
 @dataclass(kw_only=True)
 class QueryOperation(RowsOperation):
     function: QueryTemplateFunction
+    # what a call of the template needs that does not change between calls (pxt_internals.PreparedRead)
+    prepared: PreparedRead
     defaults: dict[str, Any]
     # a query that selects one expression answers with its values, not with rows
     scalar: bool
@@ -135,7 +138,7 @@ class QueryOperation(RowsOperation):
     paging: Paging | None = None
 
     def fetch(self, inputs: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
-        return list(run_query_template(self.function, {**self.defaults, **inputs}))
+        return self.prepared.rows({**self.defaults, **inputs})
 
     def execute(self, inputs: dict[str, Any], media: MediaUrls) -> Any:
         if self.paging is None:
