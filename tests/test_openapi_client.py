@@ -72,7 +72,7 @@ def operation_ids(doc: dict[str, Any]) -> dict[tuple[str, str], str]:
     ],
 )
 def test_operation_id_is_kind_and_path(kind: str, path: str, expected: str) -> None:
-    from pxtserve.router import readable_operation_id
+    from pxtserve.operation_ids import readable_operation_id
 
     assert readable_operation_id(kind, path) == expected
     assert OPERATION_ID.match(expected)

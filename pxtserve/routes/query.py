@@ -145,7 +145,7 @@ class QueryOperation(RowsOperation):
             return super().execute(inputs, media)
         limit, cursor = inputs.pop("limit"), inputs.pop("cursor")
         offset = self.paging.offset_of(cursor, inputs)  # checked when the request was validated
-        check_media_inputs(inputs, self.json_media_inputs)
+        check_media_inputs(inputs, self.json_media_inputs, self.upload_fields)
         # one row more than the page: whether there is a next page, without counting the whole result
         rows = list(run_query_page(self.function, {**self.defaults, **inputs}, offset=offset, count=limit + 1))
         body = self.answer(rows[:limit], media)
