@@ -19,7 +19,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
-from django.urls import set_script_prefix
+from django.urls import get_resolver, set_script_prefix
 
 from pxtserve import conf, intake, startup
 from pxtserve.api_errors import client_error
@@ -184,6 +184,9 @@ def build_application() -> Any:
     if static_url:
         prefixes.append(static_url if static_url.startswith("/") else f"/{static_url}")
     app = PathDispatcher(ApiHandler(), full, tuple(prefixes))
+    # the URLconf, and with it the service, is built now rather than by the first request: a `--workers N`
+    # process then serves the routes as they were when it started, and its first client does not wait
+    get_resolver().url_patterns  # noqa: B018 - evaluated for its side effect
     return RequestIdAsgi(BodySizeLimit(app, lambda: conf.settings().MAX_REQUEST_BODY))
 
 
