@@ -26,6 +26,7 @@ from pxtserve.api_errors import client_error
 from pxtserve.errors import ApiError, error_response
 from pxtserve.headers import answer_before_chain
 from pxtserve.limits import BodySizeLimit
+from pxtserve.path_matches import resolve_path
 from pxtserve.request_id import RequestIdAsgi
 from pxtserve.upload_stream import ReceiveStream, parse_uploads
 
@@ -59,9 +60,11 @@ class ApiHandler(ASGIHandler):
 
     def resolve_request(self, request: Any) -> Any:
         # the head's resolution (pxtserve.intake), unless a middleware has given the request a URLconf of its own
-        match = getattr(request, intake.MATCH_ATTRIBUTE, None)
-        if match is None or hasattr(request, "urlconf"):
+        if hasattr(request, "urlconf"):
             return super().resolve_request(request)
+        match = getattr(request, intake.MATCH_ATTRIBUTE, None)
+        if match is None:
+            match = resolve_path(request)
         request.resolver_match = match
         return match
 
