@@ -16,8 +16,19 @@ from typing import Any
 STAGES: list[tuple[str, int, str, str]] = [
     ("pxtserve: whole request (ASGI app)", 0, "pxtserve.request_id:RequestIdAsgi.__call__", "async"),
     ("Django handler + middleware chain", 1, "django.core.handlers.base:BaseHandler.get_response_async", "async"),
-    ("URL resolution", 2, "django.core.handlers.base:BaseHandler.resolve_request", "call"),
-    ("Ninja operation (validation + view)", 2, "ninja.operation:AsyncOperation.run", "async"),
+    # "a|b": the first of them this checkout has (pxtserve's own once it overrides the library's)
+    (
+        "URL resolution",
+        2,
+        "pxtserve.asgi:ApiHandler.resolve_request|django.core.handlers.base:BaseHandler.resolve_request",
+        "call",
+    ),
+    (
+        "Ninja operation (validation + view)",
+        2,
+        "pxtserve.route_operation:RouteRun.run|ninja.operation:AsyncOperation.run",
+        "async",
+    ),
     ("Ninja parameter validation", 3, "ninja.operation:Operation._get_values", "call"),
     ("thread hop + Pixeltable call", 3, "pxtserve.views:run_in_pool_with_timeout", "async"),
     ("operation.execute (pool thread)", 4, "pxtserve.routes.operation:RowsOperation.execute", "call"),
@@ -54,14 +65,11 @@ class StageTimers:
         self.calls.clear()
 
     def install(self, stages: list[tuple[str, int, str, str]]) -> None:
-        for label, _, target, kind in stages:
-            module_name, _, qualname = target.partition(":")
-            owner: Any = importlib.import_module(module_name)
-            *path, attr = qualname.split(".")
-            for part in path:
-                owner = getattr(owner, part, None)
-            if owner is None or not hasattr(owner, attr):
+        for label, _, targets, kind in stages:
+            found = next(filter(None, map(_owner_of, targets.split("|"))), None)
+            if found is None:
                 continue  # not in this checkout (the code before a change): its row shows "-"
+            owner, attr = found
             original = inspect.getattr_static(owner, attr)
             setattr(owner, attr, self._wrap(label, original, kind))
             self._undo.append(functools.partial(setattr, owner, attr, original))
@@ -149,3 +157,16 @@ class StageTimers:
                 timers._add(label, time.perf_counter() - began)
 
         return timed
+
+
+def _owner_of(target: str) -> tuple[Any, str] | None:
+    """(the object holding it, its attribute name) for "module:Qual.name", or None when this checkout lacks it."""
+    module_name, _, qualname = target.partition(":")
+    try:
+        owner: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        return None
+    *path, attr = qualname.split(".")
+    for part in path:
+        owner = getattr(owner, part, None)
+    return None if owner is None or not hasattr(owner, attr) else (owner, attr)

@@ -26,6 +26,7 @@ from pxtserve.api_errors import client_error
 from pxtserve.errors import ApiError, error_response
 from pxtserve.headers import answer_before_chain
 from pxtserve.limits import BodySizeLimit
+from pxtserve.path_matches import resolve_path
 from pxtserve.request_id import RequestIdAsgi
 from pxtserve.upload_stream import ReceiveStream, parse_uploads
 
@@ -59,9 +60,11 @@ class ApiHandler(ASGIHandler):
 
     def resolve_request(self, request: Any) -> Any:
         # the head's resolution (pxtserve.intake), unless a middleware has given the request a URLconf of its own
-        match = getattr(request, intake.MATCH_ATTRIBUTE, None)
-        if match is None or hasattr(request, "urlconf"):
+        if hasattr(request, "urlconf"):
             return super().resolve_request(request)
+        match = getattr(request, intake.MATCH_ATTRIBUTE, None)
+        if match is None:
+            match = resolve_path(request)
         request.resolver_match = match
         return match
 
@@ -140,6 +143,24 @@ class ApiHandler(ASGIHandler):
         if process.done() and not process.cancelled():
             process.result()
 
+    async def read_body(self, receive: Any) -> Any:
+        # a body that comes in one message (every request without a body, most JSON ones) is in memory already:
+        # wrapped as it is instead of copied into Django's SpooledTemporaryFile; a longer one is spooled as before
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            return io.BytesIO(message.get("body", b""))
+        return await super().read_body(_replayed(message, receive))
+
+    async def send_response(self, response: Any, send: Any) -> None:
+        # Django's encodes each header after a type check, adds cookies, and sends the body in 64 KiB chunks
+        # through a generator; a plain API response (headers are str, no cookies) goes out in two messages
+        if response.streaming or response.cookies:
+            await super().send_response(response, send)
+            return
+        headers = [(name.encode("ascii"), value.encode("latin-1")) for name, value in response.items()]
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": response.content})
+
     async def _send_unread(self, response: Any, send: Any) -> None:
         """Answer without having read the body: the connection closes after it (the rest is never wanted)."""
         response["Connection"] = "close"
@@ -157,6 +178,16 @@ class ApiHandler(ASGIHandler):
             # request_finished, whose receivers tidy database connections this thread never opens.
             if response.streaming:
                 response.close()
+
+
+def _replayed(first: dict[str, Any], receive: Any) -> Any:
+    """`receive`, answering `first` (a message already received) on its first call."""
+    pending = [first]
+
+    async def replay() -> dict[str, Any]:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 class PathDispatcher:

@@ -23,7 +23,7 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pxtserve import conf, metrics, tracing
@@ -89,17 +89,41 @@ async def run_in_pool_with_timeout(
     """
     if tracing.enabled:
         fn = tracing.pool_call(fn)
+    loop = asyncio.get_running_loop()
+    # one loop future woken by the call's end or by the timer, whichever comes first: asyncio.wrap_future's chaining
+    # of two futures and asyncio.timeout's context manager do the same with more steps per call
+    waiter: asyncio.Future[object] = loop.create_future()
     # a copy of the caller's context, as run_in_pool: submit() runs `fn` in the pool thread's own
     future = (pool or get_pool()).submit(contextvars.copy_context().run, fn, *args)
-    if timeout is None:
-        return await asyncio.wrap_future(future)
-    # asyncio.timeout, not wait_for(shield(...)): no extra future and task per call. When it expires, the
-    # cancelled wrapper cancels the call only if it has not started (Future.cancel), which is what `started` says.
+    future.add_done_callback(functools.partial(_wake_from_pool, loop, waiter))
+    timer = None if timeout is None else loop.call_later(timeout, _settle, waiter, _TIMED_OUT)
     try:
-        async with asyncio.timeout(timeout):
-            return await asyncio.wrap_future(future)
-    except TimeoutError:
-        raise CallTimedOut(started=not future.cancel()) from None
+        woken_by = await waiter
+    except asyncio.CancelledError:
+        future.cancel()  # the request was cancelled (the client went away): a call not started never runs
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if woken_by is _TIMED_OUT:
+        # Future.cancel succeeds only for a call that has not started, which is what `started` says
+        raise CallTimedOut(started=not future.cancel())
+    return future.result()
+
+
+# what the timer wakes a waiter with
+_TIMED_OUT = object()
+
+
+def _wake_from_pool(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[object], future: Future[Any]) -> None:
+    # on the pool thread (or the loop's, for a call that ended before the callback was added)
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(_settle, waiter, None)
+
+
+def _settle(waiter: asyncio.Future[object], woken_by: object) -> None:
+    if not waiter.done():
+        waiter.set_result(woken_by)
 
 
 def shutdown_pool() -> None:

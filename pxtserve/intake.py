@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase
-from django.urls import Resolver404, get_resolver
+from django.urls import Resolver404
 from ninja.errors import AuthenticationError, HttpError
 from ninja.operation import Operation as NinjaOperation
 from ninja.operation import PathView
 
 from pxtserve.errors import ApiError, error_response
 from pxtserve.headers import answer_before_chain
+from pxtserve.path_matches import resolve_path
 
 # the URL match of the head's resolution, kept on the request so that the handler does not resolve it again
 MATCH_ATTRIBUTE = "pxtserve_resolver_match"
@@ -78,7 +79,7 @@ def ninja_operation(request: HttpRequest) -> NinjaOperation | None:
     """The Ninja operation the URLconf would run for `request`, or None (no route, not a Ninja view); the URL match
     is left on the request (MATCH_ATTRIBUTE)."""
     try:
-        match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
+        match = resolve_path(request)
     except Resolver404:
         return None
     setattr(request, MATCH_ATTRIBUTE, match)

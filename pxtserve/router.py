@@ -25,6 +25,7 @@ from pxtserve.jobs.webhooks import unsigned_routes_message
 from pxtserve.mcp_endpoint import add_endpoint as add_mcp_endpoint
 from pxtserve.media_signing import MediaOperation
 from pxtserve.operation_ids import claim_api_unique_id, free_operation_id, readable_operation_id
+from pxtserve.route_operation import use_route_operation
 from pxtserve.routes import kinds
 from pxtserve.routes.functions import RouteFunction
 from pxtserve.routes.operation import Operation
@@ -237,6 +238,7 @@ class PixeltableRouter(Router):
             auth=auth,
         )
         self._make_api_unique(view, plain_id)
+        use_route_operation([op for path_view in self.path_operations.values() for op in path_view.operations], view)
         operation.auth = auth
         self._media_protected = None
         if operation.background:

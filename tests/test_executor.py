@@ -126,3 +126,44 @@ def test_a_timed_out_call_that_never_got_a_thread_never_runs_and_one_that_starte
     finally:
         release.set()
         pool.shutdown(wait=True)
+
+
+def test_a_timed_out_call_says_whether_it_started_and_a_queued_one_never_runs():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pytest
+
+    from pxtserve.errors import CallTimedOut
+    from pxtserve.executor import run_in_pool_with_timeout
+
+    began, release, ran = threading.Event(), threading.Event(), []
+
+    def blocking() -> str:
+        began.set()
+        release.wait(10)
+        return "released"
+
+    def boom() -> None:
+        raise ValueError("from the pool thread")
+
+    async def go() -> None:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            assert await run_in_pool_with_timeout(5.0, lambda: "quick", pool=pool) == "quick"
+            assert await run_in_pool_with_timeout(None, lambda: "no limit", pool=pool) == "no limit"
+            with pytest.raises(ValueError, match="from the pool thread"):
+                await run_in_pool_with_timeout(5.0, boom, pool=pool)
+            running = asyncio.ensure_future(run_in_pool_with_timeout(0.5, blocking, pool=pool))
+            while not began.is_set():  # until the only thread runs it
+                await asyncio.sleep(0.01)
+            # the only thread is busy: this one times out while queued
+            with pytest.raises(CallTimedOut) as queued:
+                await run_in_pool_with_timeout(0.1, ran.append, "queued", pool=pool)
+            assert queued.value.started is False
+            with pytest.raises(CallTimedOut) as started:
+                await running
+            assert started.value.started is True
+            release.set()
+        assert ran == []  # the queued call was cancelled before it started
+
+    asyncio.run(go())
