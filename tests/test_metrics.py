@@ -235,10 +235,13 @@ def test_in_flight_and_pool_in_use_while_a_query_runs(main, new_id):
     slow.start()
     try:
         deadline = time.monotonic() + 20
-        while value(samples := main.scrape(), "pxtserve_requests_in_flight", route="/api/slow") != 1:
-            assert time.monotonic() < deadline, "the slow request never showed in flight"
+        # in flight from the middleware on; its query holds a pool thread a moment later, for its 4 s
+        while not (
+            value(samples := main.scrape(), "pxtserve_requests_in_flight", route="/api/slow") == 1
+            and value(samples, "pxtserve_pixeltable_pool_in_use") >= 1
+        ):
+            assert time.monotonic() < deadline, f"the slow request never showed in flight on a pool thread: {samples}"
             time.sleep(0.2)
-        assert value(samples, "pxtserve_pixeltable_pool_in_use") >= 1
         assert value(samples, "pxtserve_pixeltable_pool_size") >= 1
     finally:
         slow.join()
