@@ -16,6 +16,8 @@ from typing import Any
 import pixeltable as pxt
 from pixeltable import type_system as ts
 
+from pxtserve.pids import process_alive
+
 
 def tmp_file_path(extension: str = "") -> Path:
     """A new path in Pixeltable's tmp store, from which an insert moves the file into its media store.
@@ -161,23 +163,13 @@ def stop_embedded_database_unless_used() -> bool:
         env._sa_engine.dispose()  # its pooled connections, before their server goes
     with server._lock:
         listed = server.global_process_id_list.get()
-        live = [pid for pid in listed if pid == os.getpid() or _alive(pid)]
+        live = [pid for pid in listed if pid == os.getpid() or process_alive(pid)]
         if live != listed:
             server.global_process_id_list.put(live)
     server.cleanup_mode = "stop"
     postmaster = server.get_postmaster_info().process
     server.cleanup()  # removes this process from the list; stops the server if the list is then empty
     return postmaster is not None and not postmaster.is_running()
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def stored_schema_version(table: pxt.Table) -> int:
