@@ -25,13 +25,21 @@ def free_port() -> int:
 
 
 def wait_until_up(
-    url: str, process: subprocess.Popen, timeout: float = 120, output: Callable[[], str] = lambda: ""
+    url: str,
+    process: subprocess.Popen,
+    timeout: float = 120,
+    output: Callable[[], str] = lambda: "",
+    processes: int = 1,
 ) -> None:
-    """Poll `url` until it answers 200; fail at once if the process exits, or after `timeout` seconds."""
+    """Poll `url` until it answers 200; fail at once if the process exits, or after `timeout` seconds.
+
+    With `processes` > 1 (`serve --workers N`) also wait until `output` shows that many web processes started:
+    the first one to answer says nothing of the others, which may still be loading their service (and would
+    then build it in a world the first tests have already changed)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200 and output().count("Started server process") >= processes:
                 return
         except httpx.TransportError:
             pass

@@ -78,8 +78,8 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self) -> None:
-        wait_until_up(f"{self.base}/healthz", self.process, START_TIMEOUT_S, self.log)
+    def wait_ready(self, processes: int = 1) -> None:
+        wait_until_up(f"{self.base}/healthz", self.process, START_TIMEOUT_S, self.log, processes)
 
     def kill(self) -> None:
         """SIGKILL every process group the server's processes lead or share (none of them may survive)."""
@@ -133,7 +133,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(pxt_tables, soak_r
     pxt_tables.items.insert([{"id": key, "name": "draining"}])
     server = Server(tmp_path, "--no-workers", "--workers", str(web_processes))
     try:
-        server.wait_ready()
+        server.wait_ready(web_processes)
         outcome: dict[str, Any] = {}
 
         def slow_request() -> None:

@@ -148,7 +148,7 @@ def server(pxt_tables, tmp_path_factory) -> Iterator[Server]:
         )
     started = Server(f"http://127.0.0.1:{port}", process, tmp)
     try:
-        wait_until_up(f"{started.base}/healthz", process, START_TIMEOUT_S, started.log)
+        wait_until_up(f"{started.base}/healthz", process, START_TIMEOUT_S, started.log, processes=2)
         yield started
     finally:
         stop_group(process)

@@ -131,7 +131,7 @@ def server(pxt_tables, tmp_path_factory) -> Iterator[Server]:
             timeout=START_TIMEOUT_S,
         )
         started = Server(f"http://127.0.0.1:{port}/api", process, log, dry_run)
-        wait_until_up(f"http://127.0.0.1:{port}/healthz", process, START_TIMEOUT_S, started.output)
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", process, START_TIMEOUT_S, started.output, processes=2)
         yield started
     finally:
         stop_group(process)

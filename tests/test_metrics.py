@@ -175,8 +175,9 @@ def servers(pxt_tables, tmp_path_factory) -> Iterator[dict[str, Server]]:
         "off": _start(tmp_path_factory.mktemp("metrics-off"), "--no-workers", PXTSERVE_METRICS="0"),
     }
     try:
-        for server in started.values():
-            wait_until_up(f"{server.base}/docs", server.process, START_TIMEOUT_S, server.output)
+        for name, server in started.items():
+            processes = 2 if name == "multi" else 1
+            wait_until_up(f"{server.base}/docs", server.process, START_TIMEOUT_S, server.output, processes)
         yield started
     finally:
         for server in started.values():

@@ -222,7 +222,7 @@ def server(pxt_tables, tmp_path_factory) -> Iterator[Server]:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     started = Server(f"http://127.0.0.1:{port}", process, tmp, tmp / "spans.jsonl", receiver)
     try:
-        wait_until_up(f"{started.base}/healthz", process, START_TIMEOUT_S, started.output)
+        wait_until_up(f"{started.base}/healthz", process, START_TIMEOUT_S, started.output, processes=2)
         yield started
     finally:
         started.stop()
@@ -299,8 +299,12 @@ def test_a_failing_export_is_an_error_on_its_span_and_up_to_the_request(server):
     engine = sa.create_engine(f"sqlite:///{server.tmp / 'export.db'}")
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE traced_export"))  # the target went away
-    engine.dispose()
-    response, span = server.request("POST", "/api/items/exported", json={"id": next(server.ids), "name": "x"})
+    try:
+        response, span = server.request("POST", "/api/items/exported", json={"id": next(server.ids), "name": "x"})
+    finally:  # and comes back: a process that (re)builds the service checks it is there
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE traced_export (id INTEGER, name TEXT, name_upper TEXT)"))
+        engine.dispose()
     assert response.status_code == 500, response.text
     spans = server.spans()
     call = child(spans, span, "pixeltable")
