@@ -24,6 +24,8 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 
 from pxtserve.errors import SettingsError
 
+JobRunner = Literal["auto", "in-process", "cluster"]
+
 
 class Settings(pydantic.BaseModel):
     """Every pxtserve setting, with its default."""
@@ -122,6 +124,9 @@ class Settings(pydantic.BaseModel):
     WEBHOOK_ATTEMPTS: PositiveInt = 5
     WEBHOOK_RETRY_DELAY: NonNegativeFloat = 1.0
     WEBHOOK_TIMEOUT: PositiveFloat = 10.0
+    # where `serve` runs background jobs: "in-process" (threads of its web process, pxtserve/jobs/in_process.py),
+    # "cluster" (a django-q2 cluster beside it, each job worker a process), "auto" (in-process with one web process)
+    JOB_RUNNER: JobRunner = "auto"
     # background jobs waiting for a worker, all routes together, beyond which a submission is 429 (pxtserve/jobs/submit.py)
     MAX_PENDING_JOBS: PositiveInt = 1000
     # largest JSON input (the request's fields, uploads aside) a background job stores, in bytes (413 beyond it)

@@ -39,7 +39,8 @@ def wait_until_up(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(url, timeout=2).status_code == 200 and output().count("Started server process") >= processes:
+            answered = httpx.get(url, timeout=2).status_code == 200
+            if answered and (processes == 1 or output().count("Started server process") >= processes):
                 return
         except httpx.TransportError:
             pass

@@ -1,4 +1,8 @@
-"""Background jobs for real: `manage.py serve` with its django-q2 worker cluster, over HTTP, across a SIGKILL."""
+"""Background jobs for real: `manage.py serve` with its job runner, over HTTP, across a SIGKILL.
+
+The runner is the web process's own threads by default (one web process), or django-q2's worker cluster beside
+it (`--job-runner cluster`); both read the same broker, so what a restart recovers does not depend on it.
+"""
 
 from __future__ import annotations
 
@@ -112,19 +116,32 @@ def wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Pr
     return alive
 
 
-def test_jobs_run_in_the_worker_cluster_and_ctrl_c_stops_both(pxt_tables, tmp_path, new_id):
-    server = Server(tmp_path)
+def job_ran_in(server: Server, job_id: str) -> int:
+    """The pid of the process that ran a job (the run's log line names its worker, host:pid)."""
+    [line] = [line for line in server.log().splitlines() if f"job {job_id} " in line and " started on " in line]
+    return int(line.rpartition(":")[2])
+
+
+@pytest.mark.parametrize("runner", ["in-process", "cluster"])
+def test_jobs_run_where_the_runner_says_and_ctrl_c_stops_everything(pxt_tables, tmp_path, new_id, runner):
+    server = Server(tmp_path, "--job-runner", runner)
     try:
         server.wait_ready()
-        assert server.descendants, "serve started no worker processes"
         key = new_id()
         job = server.submit({"id": key, "name": "cluster", "tag": "bg"})
         status = server.wait_finished(job["id"])
         assert status["status"] == "done", status
         assert status["result"]["id"] == key and status["result"]["name_upper"] == "CLUSTER"
-        # the job ran in a worker process, not in the server
         row = pxt_tables.items.where(pxt_tables.items.id == key).select(pxt_tables.items.name).collect()
         assert list(row["name"]) == ["cluster"]
+        server.refresh()
+        if runner == "in-process":
+            # one process: the web process ran the job, and started no other
+            assert job_ran_in(server, job["id"]) == server.process.pid
+            assert server.descendants == [], [p.cmdline() for p in server.descendants]
+        else:
+            assert server.descendants, "serve started no worker processes"
+            assert job_ran_in(server, job["id"]) in {p.pid for p in server.descendants}
 
         failed = server.wait_finished(server.submit({"id": key, "name": "duplicate"})["id"])
         assert failed["status"] == "error", failed
@@ -195,9 +212,36 @@ def test_job_running_when_everything_is_killed_ends_as_interrupted(pxt_tables, t
         second.kill()
 
 
+def test_sigterm_lets_the_job_running_in_the_web_process_finish(pxt_tables, tmp_path, new_id):
+    server = Server(tmp_path)  # the default runner: threads of the web process
+    try:
+        server.wait_ready()
+        key = new_id()
+        pxt_tables.items.insert([{"id": key, "name": "slow"}])
+        running = server.submit({"id": key, "seconds": 3}, path="/slow")
+        waiting = server.submit({"id": key, "seconds": 0}, path="/slow")  # one worker thread: this one waits
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while job_row_status(tmp_path, running["id"]) != "running":
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=60)
+        # the stop waited for the running job; the waiting one was not started, and stays pending for the next start
+        assert job_row_status(tmp_path, running["id"]) == "done", server.log()
+        assert job_row_status(tmp_path, waiting["id"]) == "pending", server.log()
+    finally:
+        server.kill()
+    restarted = Server(tmp_path)
+    try:
+        restarted.wait_ready()
+        assert restarted.wait_finished(waiting["id"])["status"] == "done", restarted.log()
+    finally:
+        restarted.kill()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM])
 def test_sigterm_stops_server_and_workers(pxt_tables, tmp_path, signum):
-    server = Server(tmp_path)
+    server = Server(tmp_path, "--job-runner", "cluster")
     try:
         server.wait_ready()
         assert server.descendants

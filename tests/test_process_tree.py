@@ -1,4 +1,5 @@
-"""The process tree of a real `manage.py serve`: only job workers load Pixeltable, and nothing is left running.
+"""The process tree of a real `manage.py serve`: one process by default (its threads run the jobs); with
+`--job-runner cluster` only the job workers load Pixeltable; and nothing is left running.
 
 Every server here runs on this module's own PIXELTABLE_HOME, so that its embedded PostgreSQL is
 ours alone (the test session's is used by the session itself, and other sessions run theirs).
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -113,10 +115,23 @@ def wait_for_task_saved(tmp_path: Path, job_id: str) -> None:
     pytest.fail(f"the monitor never saved the task of job {job_id}")
 
 
+def test_by_default_serve_is_one_process_that_runs_the_jobs_too(home: Path, tmp_path: Path) -> None:
+    server = Serve(home, tmp_path)
+    try:
+        job_id = server.run_job(3)
+        wait_for_task_saved(tmp_path, job_id)  # django-q2's monitor loop saved the task, in this process too
+        web = psutil.Process(server.process.pid)
+        assert web.children(recursive=True) == [], [p.cmdline() for p in web.children(recursive=True)]
+        assert f"job {job_id} " in server.log() and f"started on {socket.gethostname()}:{web.pid}" in server.log()
+        assert "background jobs run in this process: 1 worker thread(s)" in server.log()
+    finally:
+        stop_process(server.process)
+
+
 def test_only_the_job_worker_loads_pixeltable_and_sigterm_stops_the_embedded_database(
     home: Path, tmp_path: Path
 ) -> None:
-    server = Serve(home, tmp_path)
+    server = Serve(home, tmp_path, "--job-runner", "cluster")
     try:
         job_id = server.run_job(1)
         wait_for_task_saved(tmp_path, job_id)

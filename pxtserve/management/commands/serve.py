@@ -10,14 +10,16 @@ import sys
 from argparse import ArgumentParser
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from pxtserve import metrics_dir, startup, tracing
+from pxtserve import conf, metrics_dir, startup, tracing
+from pxtserve.conf import JobRunner
 from pxtserve.config import ServiceConfig, load_service, parse_service
 from pxtserve.errors import ServiceConfigError
+from pxtserve.jobs.in_process import InProcessJobs, job_worker_count, runs_in_process
 from pxtserve.logs import FORMATS as LOG_FORMATS
 from pxtserve.logs import LEVELS as LOG_LEVELS
 from pxtserve.logs import configure_serve, uvicorn_options
@@ -55,6 +57,15 @@ class Command(BaseCommand):
             "--no-workers",
             action="store_true",
             help="start no background-job workers (run `manage.py qcluster` for them elsewhere)",
+        )
+        parser.add_argument(
+            "--job-runner",
+            choices=get_args(JobRunner),
+            help=(
+                "where background jobs run: threads of the web process (in-process), a django-q2 cluster beside it "
+                "(cluster: a process per job worker), or auto, in-process with one web process (default: "
+                "PXTSERVE_JOB_RUNNER, else settings.PXTSERVE['JOB_RUNNER'], else auto)"
+            ),
         )
         parser.add_argument(
             "--no-access-log",
@@ -108,10 +119,16 @@ class Command(BaseCommand):
             return
         if options["workers"] < 1:
             raise CommandError("--workers must be at least 1")
+        job_runner = options["job_runner"] or conf.settings().JOB_RUNNER
+        try:
+            jobs_in_process = runs_in_process(job_runner, options["workers"])
+        except ValueError as exc:
+            raise CommandError(f"--job-runner: {exc}") from None
         self._run(
             config,
             workers=not options["no_workers"],
             processes=options["workers"],
+            jobs_in_process=jobs_in_process,
         )
 
     def _run_checks(self) -> None:
@@ -154,13 +171,15 @@ class Command(BaseCommand):
             config = parse_service({**config.model_dump(), **overrides}, config.source or "command line")
         return config
 
-    def _run(self, config: ServiceConfig, *, workers: bool = True, processes: int = 1) -> None:
+    def _run(
+        self, config: ServiceConfig, *, workers: bool = True, processes: int = 1, jobs_in_process: bool = True
+    ) -> None:
         import uvicorn
 
         from pxtserve.asgi import build_application
         from pxtserve.jobs.recovery import start_up
         from pxtserve.server import uvicorn_options as server_options
-        from pxtserve.workers import WorkerProcess
+        from pxtserve.workers import STOP_TIMEOUT_S, WorkerProcess
 
         data_directory = _data_directory()
         if data_directory:
@@ -179,11 +198,15 @@ class Command(BaseCommand):
         self.stdout.write(f"Serving {config.name!r} at {base}/  (docs: {base}/docs)")
         self.stdout.flush()
         worker_process = None
+        jobs = None
         try:
-            if workers:
+            if workers and not jobs_in_process:
                 worker_process = WorkerProcess.start()
             if processes == 1:
                 app: Any = build_application()
+                if workers and jobs_in_process:
+                    # after the build: a job runs a route of the service the web process serves
+                    jobs = InProcessJobs.start(job_worker_count())
             else:
                 # uvicorn spawns the processes and imports the app in each; they build the same
                 # service from PXTSERVE_SERVICE_JSON (set by activate) and start Pixeltable themselves
@@ -204,6 +227,8 @@ class Command(BaseCommand):
                 **uvicorn_options(),
             )
         finally:
+            if jobs is not None:
+                jobs.stop(STOP_TIMEOUT_S)
             if worker_process is not None:
                 worker_process.stop()
             _shutdown()
