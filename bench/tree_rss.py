@@ -7,7 +7,7 @@ tree (the server and every descendant) is sampled every 100 ms from start until 
 peak of each sum is reported, with the processes at the PSS peak.
 
     python bench/tree_rss.py                 # from the repo root, with the project's venv
-    python bench/tree_rss.py --json /tmp/tree.json --requests 300 --job-workers 2
+    python bench/tree_rss.py --json /tmp/tree.json --requests 300 --job-workers 2 --job-runners cluster
 """
 
 from __future__ import annotations
@@ -141,6 +141,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200, help="rounds of lookup+search+insert per target")
     parser.add_argument("--job-workers", type=int, help="PXTSERVE_JOB_WORKERS for serve (default: its own default)")
+    parser.add_argument(
+        "--job-runners",
+        default="in-process,cluster",
+        help="serve's job runners to measure, one target each (default in-process,cluster; serve's default: "
+        "in-process)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep-home", action="store_true")
     args = parser.parse_args()
@@ -153,7 +159,10 @@ def main() -> None:
         serve = pxtserve_target(Path("bench/service.toml"), job_workers=True)
         if args.job_workers is not None:
             serve = replace(serve, env=(*serve.env, ("PXTSERVE_JOB_WORKERS", str(args.job_workers))))
-        targets = [reference_target(), serve]
+        targets = [reference_target()]
+        for runner in args.job_runners.split(","):
+            env = (*serve.env, ("PXTSERVE_JOB_RUNNER", runner))
+            targets.append(replace(serve, name=f"{serve.name} ({runner} jobs)", env=env))
         results = []
         for n, target in enumerate(targets):
             print(f"measuring {target.name} ...", flush=True)

@@ -1,6 +1,7 @@
 """Job worker processes: how each prepares itself (`on_worker_spawn`), and the cluster `manage.py serve` runs.
 
-`serve` runs django-q2's `qcluster` as a child process beside its web server.
+With `--job-runner cluster` (the default with several web processes; pxtserve.jobs.in_process has the other
+runner), `serve` runs django-q2's `qcluster` as a child process beside its web server.
 
 A child process rather than django-q2's Cluster started inside `serve`: the
 serve process has initialized Pixeltable, and forking it would hand broken
