@@ -6,14 +6,11 @@ import sys
 
 
 def main() -> None:
-    from pxtserve.startup import pause_for_serve
-
-    # serve starts faster without the cyclic GC scanning what its imports create (pxtserve.startup)
-    pause_for_serve(sys.argv[1:])
+    # this checkout's site; otherwise the same as the `pxtserve` console script
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    from django.core.management import execute_from_command_line
+    from pxtserve.cli import main as run
 
-    execute_from_command_line(sys.argv)
+    run(sys.argv[1:], prog=os.path.basename(sys.argv[0]))
 
 
 if __name__ == "__main__":

@@ -33,8 +33,13 @@ def main(argv: list[str] | None = None, prog: str = "pxtserve") -> None:
         sys.path.insert(0, cwd)
     from django.core.management import execute_from_command_line
 
-    # argv[0] is only Django's program name, in its help and error messages
-    execute_from_command_line([prog, *args])
+    from pxtserve.errors import SettingsError
+
+    try:
+        # argv[0] is only Django's program name, in its help and error messages
+        execute_from_command_line([prog, *args])
+    except SettingsError as exc:  # a bad settings.PXTSERVE (or PXTSERVE_* variable): one line, no traceback
+        sys.exit(f"{prog}: error: {exc}")
 
 
 def _version() -> str:

@@ -79,6 +79,22 @@ def test_bad_file_exits_non_zero_with_one_message_and_no_traceback(pxt_tables, t
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--workers", "2", "--job-runner", "in-process"], {}, "--job-runner: the in-process job runner needs one"),
+        (["--workers", "2"], {"PXTSERVE_JOB_RUNNER": "in-process"}, "the in-process job runner needs one web process"),
+        ([], {"PXTSERVE_JOB_RUNNER": "threads"}, "JOB_RUNNER"),
+        (["--job-runner", "threads"], {}, "invalid choice: 'threads'"),
+    ],
+)
+def test_a_job_runner_that_cannot_run_stops_serve_before_anything_starts(args, env, expected):
+    result = manage("serve", "demo", "--config", str(DEMO), "--port", str(free_port()), *args, env=env, timeout=60)
+    assert result.returncode != 0
+    assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "Serving" not in result.stdout
+
+
 def test_single_endpoint_mode_builds_the_same_route(pxt_tables):
     result = manage(
         "serve", "query", "--query", "tests.pxt_app.queries.item_by_id", "--path", "/lookup",

@@ -106,6 +106,13 @@ class Command(BaseCommand):
         # --otel (or PXTSERVE_OTEL / settings.PXTSERVE["OTEL"]): for every process it starts; checked before anything
         if (problem := tracing.configure_serve(options["otel"])) is not None:
             raise CommandError(problem)
+        if options["workers"] < 1:
+            raise CommandError("--workers must be at least 1")
+        job_runner = options["job_runner"] or conf.settings().JOB_RUNNER
+        try:
+            jobs_in_process = runs_in_process(job_runner, options["workers"])
+        except ValueError as exc:
+            raise CommandError(f"--job-runner: {exc}") from None
         try:
             # Pixeltable reports progress on stdout; keep stdout for our own output (--json must parse)
             with _stdout_to_stderr():
@@ -117,13 +124,6 @@ class Command(BaseCommand):
             description = built.describe()
             self.stdout.write(json.dumps(description, indent=2) if options["json"] else _as_text(description))
             return
-        if options["workers"] < 1:
-            raise CommandError("--workers must be at least 1")
-        job_runner = options["job_runner"] or conf.settings().JOB_RUNNER
-        try:
-            jobs_in_process = runs_in_process(job_runner, options["workers"])
-        except ValueError as exc:
-            raise CommandError(f"--job-runner: {exc}") from None
         self._run(
             config,
             workers=not options["no_workers"],
