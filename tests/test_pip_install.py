@@ -213,7 +213,9 @@ def test_the_installed_console_script_serves_from_an_empty_directory(venv, tmp_p
     port = free_port()
     log_path = tmp_path / "serve.log"
     command = [str(venv / "bin" / "pxtserve"), "serve", "pipdemo", "--config", "service.toml"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
+    # the job cluster (not the default, threads of serve itself): its child process must find the wheel's
+    # pxtserve and the service's modules from the empty directory too
+    command += ["--host", "127.0.0.1", "--port", str(port), "--job-runner", "cluster"]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             command,
@@ -248,7 +250,7 @@ def test_the_installed_console_script_serves_from_an_empty_directory(venv, tmp_p
                 assert r.status_code == 200, (script, r.status_code)
                 assert "javascript" in r.headers["content-type"] and len(r.content) > 1000, script
 
-            # a background route: the job workers' child runs it
+            # a background route: the job cluster's worker runs it
             r = client.post("/notes-later", json={"id": 2, "title": "later"})
             assert r.status_code == 202, r.text
             job_url = r.json()["job_url"]
