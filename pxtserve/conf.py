@@ -59,6 +59,10 @@ class Settings(pydantic.BaseModel):
     MAX_REQUEST_BODY: PositiveInt = 101 * 1024 * 1024
     # seconds a synchronous route may run before it answers 504 (None: no limit)
     REQUEST_TIMEOUT: PositiveFloat | None = 300.0
+    # a query route's call runs on the event loop's own thread, without the hop to the call pool, when no other
+    # request is in flight and the route's last call took at most this many seconds (pxtserve.inline_reads;
+    # 0: always on the pool). Such a call cannot time out, and the loop serves nothing else while it runs
+    INLINE_READ_SECONDS: NonNegativeFloat = 0.01
     # seconds each /readyz check (Pixeltable, Django's database) may take before it counts as "timeout"
     READY_CHECK_TIMEOUT: PositiveFloat = 3.0
     # seconds `serve` lets in-flight requests finish after SIGTERM/Ctrl-C before closing them

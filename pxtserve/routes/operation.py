@@ -89,6 +89,12 @@ class Operation:
     def display_name(self) -> str:
         return f"{self.method} {self.path}"
 
+    @property
+    def inline_reads(self) -> bool:
+        """Whether a call may run on the event loop's thread when nothing else is in flight (pxtserve.inline_reads):
+        a read that neither writes nor reaches outside Pixeltable."""
+        return False
+
     def inputs_from(self, payload: BaseModel | None) -> dict[str, Any]:
         """The validated request fields as `execute` takes them."""
         if payload is None:
