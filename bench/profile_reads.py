@@ -138,6 +138,19 @@ def build_app() -> Any:
     return build_application()
 
 
+def scale_inline_limit(factor: float) -> None:
+    """INLINE_READ_SECONDS times `factor`: under valgrind every call takes some 50x its usual time, and a read
+    whose last call took longer than the limit hops to the pool, which a real server would not do for it."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    from pxtserve import conf
+
+    if "INLINE_READ_SECONDS" in conf.Settings.model_fields:  # a checkout before pxtserve.inline_reads has none
+        limit = conf.settings().INLINE_READ_SECONDS * factor
+        override_settings(PXTSERVE={**settings.PXTSERVE, "INLINE_READ_SECONDS": limit}).enable()
+
+
 def answer_canned_rows() -> None:
     """Make query routes answer the rows of their first call again, without calling Pixeltable: what is left of a
     request is pxtserve's HTTP side alone (--canned-rows; the "pxtserve ASGI" column then measures only that)."""
@@ -259,6 +272,8 @@ def main() -> None:
     home_dir = home.prepare_environment(args.home)
     home.create_and_preload()
     app = build_app()
+    if args.instructions:
+        scale_inline_limit(50)
     if args.canned_rows:
         answer_canned_rows()
     loop = asyncio.new_event_loop()

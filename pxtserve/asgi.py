@@ -13,11 +13,13 @@ files and anything under PXTSERVE["FULL_DJANGO_PATHS"] keep Django's full handle
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
 from django.urls import get_resolver, set_script_prefix
 
@@ -25,6 +27,7 @@ from pxtserve import conf, intake, startup
 from pxtserve.api_errors import client_error
 from pxtserve.errors import ApiError, error_response
 from pxtserve.headers import answer_before_chain
+from pxtserve.inline_reads import InFlight
 from pxtserve.limits import BodySizeLimit
 from pxtserve.path_matches import resolve_path
 from pxtserve.request_id import RequestIdAsgi
@@ -70,11 +73,14 @@ class ApiHandler(ASGIHandler):
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # no ThreadSensitiveContext: nothing on this path runs thread-sensitive sync code
-        await self.handle(scope, receive, send)
+        # counted from the start: an upload being parsed or a file being sent is in flight too (pxtserve.inline_reads)
+        InFlight.count += 1
+        try:
+            await self.handle(scope, receive, send)
+        finally:
+            InFlight.count -= 1
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        from django.core.exceptions import RequestAborted
-
         set_script_prefix(get_script_prefix(scope))
         # request_started/finished are not sent: their receivers (query log reset, closing old DB
         # connections) concern the event loop thread, which never opens a database connection here
@@ -125,6 +131,13 @@ class ApiHandler(ASGIHandler):
                     raise
                 await self._send_unread(answer_before_chain(request, error_response(error)), send)
                 return
+        operation = verdict.operation if verdict.operation is not None else intake.ninja_operation(request)
+        if intake.waits_only_in_its_call(operation):
+            try:
+                await self._respond_listening_in_call(request, receive, send)
+            finally:
+                body_file.close()
+            return
         process = asyncio.create_task(self._respond(request, send))
         disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
         try:
@@ -142,6 +155,25 @@ class ApiHandler(ASGIHandler):
             disconnect.exception()  # RequestAborted when the client went away: expected, retrieved here
         if process.done() and not process.cancelled():
             process.result()
+
+    async def _respond_listening_in_call(self, request: Any, receive: Any, send: Any) -> None:
+        """Respond in this task, with no listener of its own: the view's Pixeltable call listens for the client's
+        going away while it waits (pxtserve.executor), the only wait of such a view, and raises CancelledError
+        then, as this task's cancellation would; a call run inline (pxtserve.inline_reads) waits for nothing."""
+        setattr(request, intake.DISCONNECTED_ATTRIBUTE, functools.partial(self._client_gone, receive))
+        try:
+            await self._respond(request, send)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this task itself is cancelled (the server is stopping): not the client's going away
+
+    async def _client_gone(self, receive: Any) -> None:
+        """Return once the client has gone away (Django's listener raises RequestAborted then)."""
+        try:
+            await self.listen_for_disconnect(receive)
+        except RequestAborted:
+            return
 
     async def read_body(self, receive: Any) -> Any:
         # a body that comes in one message (every request without a body, most JSON ones) is in memory already:

@@ -22,7 +22,7 @@ import asyncio
 import contextvars
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -79,13 +79,19 @@ async def run_in_pool(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 async def run_in_pool_with_timeout(
-    timeout: float | None, fn: Callable[..., T], *args: Any, pool: ThreadPoolExecutor | None = None
+    timeout: float | None,
+    fn: Callable[..., T],
+    *args: Any,
+    pool: ThreadPoolExecutor | None = None,
+    disconnected: Callable[[], Awaitable[Any]] | None = None,
 ) -> T:
     """Run `fn` on `pool` (default: the call pool), but give up waiting after `timeout` seconds.
 
     A call still queued for a thread is cancelled and never runs; one already
     running cannot be interrupted (Pixeltable offers no way to), so it finishes
-    in its thread and its result is dropped.
+    in its thread and its result is dropped. With `disconnected` (a coroutine function that returns once the
+    client has gone away), the same happens when it returns first, and this raises CancelledError, as when the
+    request's task is cancelled.
     """
     if tracing.enabled:
         fn = tracing.pool_call(fn)
@@ -97,6 +103,10 @@ async def run_in_pool_with_timeout(
     future = (pool or get_pool()).submit(contextvars.copy_context().run, fn, *args)
     future.add_done_callback(functools.partial(_wake_from_pool, loop, waiter))
     timer = None if timeout is None else loop.call_later(timeout, _settle, waiter, _TIMED_OUT)
+    listener = None
+    if disconnected is not None:
+        listener = loop.create_task(disconnected())
+        listener.add_done_callback(functools.partial(_client_gone, waiter))
     try:
         woken_by = await waiter
     except asyncio.CancelledError:
@@ -105,14 +115,27 @@ async def run_in_pool_with_timeout(
     finally:
         if timer is not None:
             timer.cancel()
+        if listener is not None:
+            listener.cancel()
     if woken_by is _TIMED_OUT:
         # Future.cancel succeeds only for a call that has not started, which is what `started` says
         raise CallTimedOut(started=not future.cancel())
+    if woken_by is _GONE:
+        future.cancel()
+        raise asyncio.CancelledError("the client went away")
     return future.result()
 
 
-# what the timer wakes a waiter with
+# what the timer wakes a waiter with, and the disconnect listener
 _TIMED_OUT = object()
+_GONE = object()
+
+
+def _client_gone(waiter: asyncio.Future[object], listener: asyncio.Task[Any]) -> None:
+    # the listener returns when the client has gone away; it is cancelled once the call is done (an error of its
+    # own is retrieved here and says nothing about the client)
+    if not listener.cancelled() and listener.exception() is None:
+        _settle(waiter, _GONE)
 
 
 def _wake_from_pool(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[object], future: Future[Any]) -> None:

@@ -33,6 +33,10 @@ from pxtserve.path_matches import resolve_path
 MATCH_ATTRIBUTE = "pxtserve_resolver_match"
 # a view function with this attribute set takes a JSON body that Ninja does not parse itself (the MCP endpoint)
 JSON_BODY_ATTRIBUTE = "pxtserve_json_body"
+# a view function with this attribute true waits for nothing but its Pixeltable call (pxtserve.views): the handler
+# leaves the disconnect listener to that call, as the coroutine function kept on the request under DISCONNECTED
+LIGHT_VIEW_ATTRIBUTE = "pxtserve_light"
+DISCONNECTED_ATTRIBUTE = "pxtserve_disconnected"
 # methods whose requests a browser can send cross-site as "simple" requests, or that carry bodies
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -41,11 +45,12 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 class HeadVerdict:
     """What to do before reading the body. `answer`: a response to send now, the body unread. `refused`: the
     route's auth refuses these headers (the chain, run on an empty body, answers). `multipart`: parse the
-    uploads while they arrive."""
+    uploads while they arrive. `operation`: the Ninja operation that serves the request, when it was looked up."""
 
     answer: HttpResponseBase | None = None
     refused: bool = False
     multipart: bool = False
+    operation: NinjaOperation | None = None
 
 
 PASS = HeadVerdict()
@@ -72,7 +77,7 @@ async def inspect_head(request: HttpRequest) -> HeadVerdict:
         return HeadVerdict(refused=True)
     if takes_json_body(operation) and not is_json(request.content_type or ""):
         return HeadVerdict(answer=answer_before_chain(request, error_response(unsupported_media_type(request))))
-    return HeadVerdict(multipart=request.content_type == "multipart/form-data")
+    return HeadVerdict(multipart=request.content_type == "multipart/form-data", operation=operation)
 
 
 def ninja_operation(request: HttpRequest) -> NinjaOperation | None:
@@ -87,6 +92,11 @@ def ninja_operation(request: HttpRequest) -> NinjaOperation | None:
     if path_view is None:
         return None
     return next((op for op in path_view.operations if request.method in op.methods), None)
+
+
+def waits_only_in_its_call(operation: NinjaOperation | None) -> bool:
+    """Whether the operation's view waits for nothing but its Pixeltable call (LIGHT_VIEW_ATTRIBUTE)."""
+    return operation is not None and getattr(operation.view_func, LIGHT_VIEW_ATTRIBUTE, False) is True
 
 
 def _path_view(view: Any) -> PathView | None:

@@ -192,6 +192,19 @@ def stored_schema_version(table: pxt.Table) -> int:
     return read()
 
 
+def can_run_on_loop_thread() -> bool:
+    """Whether this thread, which runs an asyncio loop, can make a Pixeltable call with that loop set aside
+    (pxtserve.inline_reads): not when its Pixeltable runtime adopted the running loop as its own (it does when it
+    first needs a loop while one runs), which it would then try to run again inside itself.
+
+    The runtime's loop has no public accessor.
+    """
+    from pixeltable.runtime import get_runtime
+
+    own = get_runtime()._event_loop
+    return own is None or not own.is_running()
+
+
 class PreparedRead:
     """A @pxt.query function's template, prepared once per route to run with bound arguments.
 

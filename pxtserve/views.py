@@ -17,7 +17,8 @@ from pxtserve import conf, schemas
 from pxtserve.auth import check_auth
 from pxtserve.errors import ApiError, CallTimedOut, error_response
 from pxtserve.executor import get_write_pool, run_in_pool, run_in_pool_with_timeout
-from pxtserve.intake import is_json, unsupported_media_type
+from pxtserve.inline_reads import CallTime, run_read
+from pxtserve.intake import DISCONNECTED_ATTRIBUTE, LIGHT_VIEW_ATTRIBUTE, is_json, unsupported_media_type
 from pxtserve.jobs.control import cancel_body
 from pxtserve.jobs.listing import JobListQuery, list_jobs
 from pxtserve.jobs.poll import job_status_async
@@ -62,6 +63,11 @@ def make_operation_view(
     serialize = None if operation.returns_file else schemas.json_serializer(operation.response_model)
     model = operation.request_model
     json_body = operation.input_location == "body" and model is not None and bool(model.model_fields)
+    # the only wait of such a view is its Pixeltable call: no uploads, job, file to stream or idempotency record
+    light = not (operation.upload_fields or job_route or operation.returns_file or operation.changes_data)
+    # reads that may run on the loop's thread (pxtserve.inline_reads)
+    inline = light and operation.inline_reads
+    call_time = CallTime() if inline else None
 
     async def view(request: HttpRequest, payload: Any = None, **uploads: UploadedFile) -> Any:
         if json_body and not is_json(request.content_type or ""):
@@ -82,11 +88,18 @@ def make_operation_view(
         inputs.update({name: None for name in operation.upload_fields if name not in saved and name not in inputs})
         if job_route is not None:
             return await submit_request(request, job_route, payload, saved, media.base_url)
+        # pxtserve's ASGI handler leaves a disconnect listener to this call when the view waits for nothing else
+        disconnected = getattr(request, DISCONNECTED_ATTRIBUTE, None) if light else None
         try:
-            # a write's thread waits for the table's writer: on the write pool, so queries keep theirs
-            pool = get_write_pool() if operation.writes else None
             timeout = conf.settings().REQUEST_TIMEOUT
-            result = await run_in_pool_with_timeout(timeout, operation.execute, inputs, media, pool=pool)
+            if call_time is not None:
+                result = await run_read(call_time, timeout, operation.execute, inputs, media, disconnected=disconnected)
+            else:
+                # a write's thread waits for the table's writer: on the write pool, so queries keep theirs
+                pool = get_write_pool() if operation.writes else None
+                result = await run_in_pool_with_timeout(
+                    timeout, operation.execute, inputs, media, pool=pool, disconnected=disconnected
+                )
         except CallTimedOut as exc:
             if not exc.started:
                 remove_files(saved.values())
@@ -117,6 +130,7 @@ def make_operation_view(
             )
         )
     view.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    setattr(view, LIGHT_VIEW_ATTRIBUTE, light)
     view.__name__ = f"{operation.kind}_{operation.path.strip('/').replace('/', '_') or 'root'}"
     return view
 

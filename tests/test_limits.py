@@ -101,6 +101,8 @@ def test_cors_is_off_by_default_and_follows_the_setting(pxt_tables):
     with override_settings(ROOT_URLCONF=urls):
         r = request("GET", "/openapi.json", headers=origin)
         assert "access-control-allow-origin" not in r.headers
+        # no Origin (pxtserve.headers.CorsMiddleware's shortcut): Vary: origin all the same, as django-cors-headers
+        assert request("GET", "/openapi.json").headers["vary"] == r.headers["vary"] == "origin"
     # django-cors-headers' own setting, in the API chain too
     with override_settings(ROOT_URLCONF=urls, CORS_ALLOWED_ORIGINS=["https://app.example.com"]):
         r = request("GET", "/openapi.json", headers=origin)
@@ -110,6 +112,8 @@ def test_cors_is_off_by_default_and_follows_the_setting(pxt_tables):
         assert "x-api-key" in pre.headers["access-control-allow-headers"]
         other = request("GET", "/openapi.json", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+        plain = request("GET", "/openapi.json")
+        assert "access-control-allow-origin" not in plain.headers and plain.headers["vary"] == "origin"
 
 
 def test_slow_route_answers_504_and_does_not_block_others(pxt_tables, serve, new_id):

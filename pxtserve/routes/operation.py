@@ -10,6 +10,7 @@ the response function if there is one, export them, and shape the body.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,12 @@ class Operation:
     def display_name(self) -> str:
         return f"{self.method} {self.path}"
 
+    @property
+    def inline_reads(self) -> bool:
+        """Whether a call may run on the event loop's thread when nothing else is in flight (pxtserve.inline_reads):
+        a read that neither writes nor reaches outside Pixeltable."""
+        return False
+
     def inputs_from(self, payload: BaseModel | None) -> dict[str, Any]:
         """The validated request fields as `execute` takes them."""
         if payload is None:
@@ -156,6 +163,11 @@ class RowsOperation(Operation):
     # `batch = true` (pxtserve.routes.batch): the inputs are {"rows": [...]}, the body {"rows": [answer, ...]}
     batch: bool = False
 
+    @functools.cached_property
+    def media_output_names(self) -> frozenset[str]:
+        """The outputs whose values are media (rendered as URLs): asked of Pixeltable's types once, not per value."""
+        return frozenset(name for name in self.outputs if self.output_types[name].is_media_type())
+
     def fetch(self, inputs: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
         raise NotImplementedError
 
@@ -190,7 +202,7 @@ class RowsOperation(Operation):
                 raise ApiError(409, "TOO_MANY_ROWS", f"got {len(rows)} rows; expected exactly 1")
         if self.returns_file:
             return single_file(rows, self.outputs[0])
-        rendered = [render_row(row, self.outputs, self.output_types, media) for row in rows]
+        rendered = [render_row(row, self.outputs, self.media_output_names, media) for row in rows]
         if self.response_function is not None:
             body = self.response_function(rendered)
             self.export([body])
@@ -209,10 +221,12 @@ class RowsOperation(Operation):
 
 
 def render_row(
-    row: Mapping[str, Any], names: Sequence[str], types: Mapping[str, ts.ColumnType], media: MediaUrls
+    row: Mapping[str, Any], names: Sequence[str], media_names: frozenset[str], media: MediaUrls
 ) -> dict[str, Any]:
-    """The response body for one row: the named columns, media as URLs."""
-    return {name: media.url_for(row.get(name)) if types[name].is_media_type() else row.get(name) for name in names}
+    """The response body for one row: the named columns, those in `media_names` as URLs."""
+    if not media_names:
+        return {name: row.get(name) for name in names}
+    return {name: media.url_for(row.get(name)) if name in media_names else row.get(name) for name in names}
 
 
 def single_file(rows: Sequence[Mapping[str, Any]], name: str) -> Path:

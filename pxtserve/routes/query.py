@@ -137,6 +137,11 @@ class QueryOperation(RowsOperation):
     # page_size (pxtserve.routes.paging)
     paging: Paging | None = None
 
+    @property
+    def inline_reads(self) -> bool:
+        # a media input given as a URL may be fetched (MEDIA_FETCH_URLS): not on the loop's thread
+        return not self.json_media_inputs
+
     def fetch(self, inputs: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
         return self.prepared.rows({**self.defaults, **inputs})
 
