@@ -207,6 +207,8 @@ PXTSERVE = {
     # background jobs waiting at most, all routes together (default: conf.py's)
     **({"MAX_PENDING_JOBS": int(n)} if (n := os.environ.get("PXTSERVE_MAX_PENDING_JOBS")) else {}),
     **({"JOB_RUNNER": runner} if (runner := os.environ.get("PXTSERVE_JOB_RUNNER")) else {}),
+    # 0: every read hops to the call pool (pxtserve/inline_reads.py)
+    **({"INLINE_READ_SECONDS": limit} if (limit := os.environ.get("PXTSERVE_INLINE_READ_SECONDS")) else {}),
     # seconds an Idempotency-Key is remembered (default: conf.py's)
     **({"IDEMPOTENCY_TTL": ttl} if (ttl := os.environ.get("PXTSERVE_IDEMPOTENCY_TTL")) else {}),
     # seconds a signed media URL stays valid (default: conf.py's)
