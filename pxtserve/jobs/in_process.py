@@ -1,7 +1,7 @@
 """Background jobs run by threads of the web process: django-q2's pusher, workers and monitor, without a cluster.
 
-`serve` runs jobs this way by default with one web process (pxtserve.jobs.runner
-chooses). The queue is the same django-q2 broker a cluster reads, so a job is as
+`serve` runs jobs this way by default with one web process (`runs_in_process`
+decides). The queue is the same django-q2 broker a cluster reads, so a job is as
 durable: its row and its task are written before the request is answered, a task
 is acknowledged only once its result is saved, and what a stop or a crash cuts
 short is requeued or failed as interrupted at the next start (recovery.py). What

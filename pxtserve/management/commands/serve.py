@@ -198,7 +198,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Serving {config.name!r} at {base}/  (docs: {base}/docs)")
         self.stdout.flush()
         worker_process = None
-        jobs = None
+        job_threads = None
         try:
             if workers and not jobs_in_process:
                 worker_process = WorkerProcess.start()
@@ -206,7 +206,7 @@ class Command(BaseCommand):
                 app: Any = build_application()
                 if workers and jobs_in_process:
                     # after the build: a job runs a route of the service the web process serves
-                    jobs = InProcessJobs.start(job_worker_count())
+                    job_threads = InProcessJobs.start(job_worker_count())
             else:
                 # uvicorn spawns the processes and imports the app in each; they build the same
                 # service from PXTSERVE_SERVICE_JSON (set by activate) and start Pixeltable themselves
@@ -227,8 +227,8 @@ class Command(BaseCommand):
                 **uvicorn_options(),
             )
         finally:
-            if jobs is not None:
-                jobs.stop(STOP_TIMEOUT_S)
+            if job_threads is not None:
+                job_threads.stop(STOP_TIMEOUT_S)
             if worker_process is not None:
                 worker_process.stop()
             _shutdown()
