@@ -15,6 +15,7 @@ from typing import Any
 
 import pixeltable as pxt
 from pixeltable import type_system as ts
+from pixeltable.runtime import get_runtime
 
 from pxtserve.pids import process_alive
 
@@ -199,8 +200,6 @@ def can_run_on_loop_thread() -> bool:
 
     The runtime's loop has no public accessor.
     """
-    from pixeltable.runtime import get_runtime
-
     own = get_runtime()._event_loop
     return own is None or not own.is_running()
 
@@ -245,19 +244,25 @@ class PreparedRead:
         template with arguments (media_as_urls yields file URLs instead of decoded images), and
         _output_row_iterator its rows inside a transaction opened here.
         """
-        if not self.local:
+        try:
+            if not self.local:
+                return self._collected(args)
+            catalog = get_runtime().catalog
+            with catalog.begin_xact(for_write=False, read_tvps=self.tvps, read_tbl_ids=self.other_tbl_ids) as conn:
+                if conn.execute(self.pending_ops).scalar() == 0:
+                    names = self.names
+                    return [
+                        dict(zip(names, values, strict=True))
+                        for values in self.template._output_row_iterator(args=args, media_as_urls=True)
+                    ]
             return self._collected(args)
-        from pixeltable.runtime import get_runtime
-
-        catalog = get_runtime().catalog
-        with catalog.begin_xact(for_write=False, read_tvps=self.tvps, read_tbl_ids=self.other_tbl_ids) as conn:
-            if conn.execute(self.pending_ops).scalar() == 0:
-                names = self.names
-                return [
-                    dict(zip(names, values, strict=True))
-                    for values in self.template._output_row_iterator(args=args, media_as_urls=True)
-                ]
-        return self._collected(args)
+        except BaseException:
+            # A transaction that ends in an error (a bad argument, say) makes Pixeltable reload the tables' metadata,
+            # but its plan cache keeps the plan the call made, keyed on version numbers that still match; the next
+            # call in this thread would then reuse it and build its SQL from the old and the new table objects at
+            # once ("table name ... specified more than once"). The cache has no public way to drop an entry.
+            get_runtime().plan_cache.pop(self.template, None)
+            raise
 
     def _collected(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         return [dict(row) for row in self.template._collect(args=args, media_as_urls=True)]

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import httpx
@@ -153,3 +154,44 @@ def test_a_write_through_one_server_is_read_through_another(pxt_tables, new_id, 
     finally:
         for _, process in servers:
             stop_process(process)
+
+
+def _limited_query(t: pxt.Table) -> Any:
+    @pxt.query
+    def first_rows(limit: int = 10):
+        return t.order_by(t.id).select(t.id, t.name).limit(limit)
+
+    return first_rows
+
+
+def test_a_failed_call_does_not_spoil_the_next_ones_plan(pxt_tables):
+    """A call that fails inside its transaction (a negative limit, the fuzz's find), as the first call in a thread:
+    the next calls in that thread answer rows. Pixeltable reloads the tables after the error but kept the plan,
+    whose SQL then named the table twice (a 500)."""
+    prepared = PreparedRead(_limited_query(_fresh_table("read_cache_failed_call")))
+    answers: list[Any] = []
+
+    def calls() -> None:
+        for limit in (-1, 10, 10):
+            try:
+                answers.append(prepared.rows({"limit": limit}))
+            except pxt.Error as e:
+                answers.append(e)
+
+    thread = threading.Thread(target=calls)  # a thread whose Pixeltable runtime has not read the table yet
+    thread.start()
+    thread.join()
+    assert isinstance(answers[0], pxt.Error) and "'limit' parameter must be >= 0" in str(answers[0]), answers
+    assert answers[1:] == [[{"id": 1, "name": "one"}]] * 2, answers
+
+
+def test_a_bad_argument_then_a_good_one_over_http(pxt_tables):
+    """The same through a route: a 422 naming the argument, then the rows."""
+    router = PixeltableRouter()
+    router.add_query_route(path="/first", query=_limited_query(_fresh_table("read_cache_bad_argument")))
+    with mounted(router) as client:
+        bad = client.post("/api/pxt/first", json.dumps({"limit": -1}), content_type="application/json")
+        assert bad.status_code == 422 and bad.json()["detail"]["error_code"] == "INVALID_ARGUMENT", bad.content
+        for _ in range(3):
+            good = client.post("/api/pxt/first", json.dumps({"limit": 5}), content_type="application/json")
+            assert good.status_code == 200 and good.json() == {"rows": [{"id": 1, "name": "one"}]}, good.content
