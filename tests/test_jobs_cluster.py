@@ -151,6 +151,11 @@ def test_jobs_run_where_the_runner_says_and_ctrl_c_stops_everything(pxt_tables, 
         server.process.send_signal(signal.SIGINT)  # what Ctrl-C sends (the workers lead their own process group)
         server.process.wait(timeout=60)
         assert wait_gone(server.descendants, timeout=30) == [], "workers outlived the server"
+        # both tasks ran to their end (a job's error is its outcome), so both were acknowledged, and django-q2 kept
+        # no copy of them: the Job rows are the record (its pruning of kept copies cost a job about 10 ms)
+        with sqlite3.connect(tmp_path / "django.sqlite3") as db:
+            assert db.execute("SELECT count(*) FROM django_q_ormq").fetchone() == (0,)
+            assert db.execute("SELECT count(*) FROM django_q_task").fetchone() == (0,)
     finally:
         server.kill()
 

@@ -104,22 +104,22 @@ def loads_pixeltable(process: psutil.Process) -> bool:
     return PIXELTABLE_STACK.search(Path(f"/proc/{process.pid}/maps").read_text()) is not None
 
 
-def wait_for_task_saved(tmp_path: Path, job_id: str) -> None:
-    """Until the cluster's monitor has saved the job's task (which calls its completion hook)."""
+def wait_for_task_acknowledged(tmp_path: Path, job_id: str) -> None:
+    """Until the monitor has acknowledged the job's task: the broker's queue (the job's only task) is empty."""
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while time.monotonic() < deadline:
         with sqlite3.connect(tmp_path / "django.sqlite3") as db:
-            if db.execute("SELECT 1 FROM django_q_task WHERE name = ?", (f"pxtserve-job-{job_id}",)).fetchone():
+            if db.execute("SELECT count(*) FROM django_q_ormq").fetchone() == (0,):
                 return
         time.sleep(0.2)
-    pytest.fail(f"the monitor never saved the task of job {job_id}")
+    pytest.fail(f"the monitor never acknowledged the task of job {job_id}")
 
 
 def test_by_default_serve_is_one_process_that_runs_the_jobs_too(home: Path, tmp_path: Path) -> None:
     server = Serve(home, tmp_path)
     try:
         job_id = server.run_job(3)
-        wait_for_task_saved(tmp_path, job_id)  # django-q2's monitor loop saved the task, in this process too
+        wait_for_task_acknowledged(tmp_path, job_id)  # by django-q2's monitor loop, in this process too
         web = psutil.Process(server.process.pid)
         assert web.children(recursive=True) == [], [p.cmdline() for p in web.children(recursive=True)]
         assert f"job {job_id} " in server.log() and f"started on {socket.gethostname()}:{web.pid}" in server.log()
@@ -134,7 +134,7 @@ def test_only_the_job_worker_loads_pixeltable_and_sigterm_stops_the_embedded_dat
     server = Serve(home, tmp_path, "--job-runner", "cluster")
     try:
         job_id = server.run_job(1)
-        wait_for_task_saved(tmp_path, job_id)
+        wait_for_task_acknowledged(tmp_path, job_id)
         web = psutil.Process(server.process.pid)
         [cluster] = [p for p in web.children() if "pxtserve.workers" in p.cmdline()]
         [sentinel] = cluster.children()

@@ -3,7 +3,7 @@
 `serve` runs jobs this way by default with one web process (`runs_in_process`
 decides). The queue is the same django-q2 broker a cluster reads, so a job is as
 durable: its row and its task are written before the request is answered, a task
-is acknowledged only once its result is saved, and what a stop or a crash cuts
+is acknowledged only once it has ended (its outcome is in its row), and what a stop or a crash cuts
 short is requeued or failed as interrupted at the next start (recovery.py). What
 it saves is a second Pixeltable stack: the job runs over the web process's own.
 

@@ -163,6 +163,9 @@ Q_CLUSTER = {
     "retry": 3700,
     "max_attempts": 1,
     "catch_up": False,
+    # a job's outcome is its Job row: django-q2's copy of a successful task would only be pruning work (with its
+    # default limit of 250, every save reads all the kept rows); failed tasks are still saved, for the hook
+    "save_limit": -1,
 }
 # scale-out: a Redis broker shared by every node (PXTSERVE_REDIS_URL=redis://host:6379/0)
 if os.environ.get("PXTSERVE_REDIS_URL"):
