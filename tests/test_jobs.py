@@ -349,6 +349,29 @@ def test_finished_jobs_are_pruned_after_the_retention(settings):
     assert not Job.objects.filter(pk__in=[old.id, recent.id]).exists()
 
 
+def test_a_polls_row_read_answers_what_the_whole_row_does():
+    """The poll's one-statement read (pxtserve.jobs.store.poll_row) gives the same answer, route and worker as the
+    ORM's whole row, for every status, and nothing for an unknown id."""
+    from pxtserve.jobs.store import poll_row, status_body
+    from pxtserve.models import Job
+
+    now = timezone.now()
+    jobs = [
+        Job.objects.create(route="GET /r", inputs={"a": 1}),
+        Job.objects.create(route="GET /r", status=Job.Status.RUNNING, started_at=now, worker="host:1"),
+        Job.objects.create(route="GET /r", status=Job.Status.DONE, started_at=now, finished_at=now,
+                           result={"rows": [{"id": 1, "name": "\u00e9"}], "n": 1.5}),
+        Job.objects.create(route="POST /r", status=Job.Status.ERROR, finished_at=now, error="bad",
+                           error_detail={"error_code": "X", "message": "bad"}),
+    ]  # fmt: skip
+    for job in jobs:
+        whole, read = Job.objects.get(pk=job.pk), poll_row(job.pk)
+        assert read is not None
+        assert (read.route, read.worker, status_body(read)) == (whole.route, whole.worker, status_body(whole))
+    assert status_body(poll_row(jobs[2].pk))["result"] == {"rows": [{"id": 1, "name": "\u00e9"}], "n": 1.5}
+    assert poll_row("no-such-job") is None
+
+
 def test_routers_serving_the_same_route_are_told_apart(pxt_tables):
     from pxtserve import PixeltableRouter
     from pxtserve.jobs.run import find_operation

@@ -7,7 +7,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from pxtserve.jobs.store import db_connection, fail_interrupted, lost_worker, status_body
+from pxtserve.jobs.store import db_connection, fail_interrupted, lost_worker, poll_row, status_body
 
 
 async def job_status_async(job_id: str) -> tuple[str, dict[str, Any]] | None:
@@ -19,7 +19,7 @@ def job_status(job_id: str) -> tuple[str, dict[str, Any]] | None:
     from pxtserve.models import Job
 
     with db_connection():
-        job = Job.objects.filter(pk=job_id).first()
+        job = poll_row(job_id)
         if job is None:
             return None
         if job.status == Job.Status.RUNNING and lost_worker(job, timezone.now()):
