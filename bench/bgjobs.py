@@ -1,5 +1,6 @@
 """The background-jobs figure: how fast a `background = true` insert route hands out job handles, and how fast
-its jobs get done, measured with a plain sequential Python client (httpx)."""
+its jobs get done, measured with a plain sequential Python client (httpx); and the CPU the server's processes
+spend per job, which the machine's noise moves far less than jobs/s."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
+import psutil
 
 from bench.home import THREAD_STRIDE
 
@@ -26,6 +28,9 @@ class JobsResult:
     handle_p99_ms: float
     throughput_jobs_s: float  # n_jobs submitted back to back, until the last is done
     drain_s: float  # that whole time
+    # CPU time (user + system) of the server's process and its children, over the throughput part, per job: the
+    # submits, the runs and the polls together
+    cpu_ms_per_job: float | None
     errors: int  # jobs that ended in "error", or submits that failed
     busy_retries: int  # submits answered 503 and sent again
     first_error: str | None = None
@@ -94,7 +99,22 @@ def _local_path(job_url: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def measure_jobs(base_url: str, id_base: int, n_jobs: int = 200, timeout_s: float = 600.0) -> JobsResult:
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live descendants so far (a cluster's job workers are children)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def measure_jobs(
+    base_url: str, id_base: int, n_jobs: int = 200, timeout_s: float = 600.0, server_pid: int | None = None
+) -> JobsResult:
     client = _Client(base_url, id_base)
     # 1. handle latency: sequential submits, one at a time; their jobs are then waited for
     handle_times: list[float] = []
@@ -107,10 +127,14 @@ def measure_jobs(base_url: str, id_base: int, n_jobs: int = 200, timeout_s: floa
             jobs.append(path)
     client.wait_all(jobs, timeout_s)
     # 2. throughput: n_jobs back to back, then poll until the last one is done
+    cpu_before = None if server_pid is None else _tree_cpu_s(server_pid)
     began = time.perf_counter()
     jobs = [path for path in (client.submit() for _ in range(n_jobs)) if path is not None]
     client.wait_all(jobs, timeout_s)
     drain_s = time.perf_counter() - began
+    cpu_ms_per_job = None
+    if cpu_before is not None and server_pid is not None and jobs:
+        cpu_ms_per_job = (_tree_cpu_s(server_pid) - cpu_before) / len(jobs) * 1000
     handle_times.sort()
     return JobsResult(
         n_jobs=n_jobs,
@@ -118,6 +142,7 @@ def measure_jobs(base_url: str, id_base: int, n_jobs: int = 200, timeout_s: floa
         handle_p99_ms=handle_times[min(len(handle_times) - 1, int(0.99 * len(handle_times)))] * 1000,
         throughput_jobs_s=len(jobs) / drain_s if drain_s > 0 else 0.0,
         drain_s=drain_s,
+        cpu_ms_per_job=cpu_ms_per_job,
         errors=client.errors,
         busy_retries=client.busy_retries,
         first_error=client.first_error,

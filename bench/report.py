@@ -228,18 +228,19 @@ def jobs_table(jobs: dict[str, dict[str, Any]]) -> str:
     lines = [
         (
             "| background insert (/insert-bg) | handle p50 ms | handle p99 ms | jobs/s (submit N, until all done) "
-            "| errors | 503 retries |"
+            "| server CPU ms per job | errors | 503 retries |"
         ),
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for target, result in jobs.items():
         if "skipped" in result:
-            lines.append(f"| {target} | skipped: {result['skipped']} | | | | |")
+            lines.append(f"| {target} | skipped: {result['skipped']} | | | | | |")
             continue
+        cpu = result.get("cpu_ms_per_job")
         lines.append(
             f"| {target} | {result['handle_p50_ms']:.1f} | {result['handle_p99_ms']:.1f} | "
             f"{result['throughput_jobs_s']:.1f} (N={result['n_jobs']}, {result['drain_s']:.1f} s) | "
-            f"{result['errors']} | {result['busy_retries']} |"
+            f"{'-' if cpu is None else f'{cpu:.1f}'} | {result['errors']} | {result['busy_retries']} |"
         )
     return "\n".join(lines)
 

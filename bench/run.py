@@ -296,23 +296,30 @@ class Benchmark:
     def run_jobs(self) -> dict[str, dict[str, Any]]:
         """The background-jobs figure, for pxtserve (with its job workers) and the reference."""
         from bench.bgjobs import measure_jobs
-        from bench.servers import Server, pxtserve_target
+        from bench.servers import Server, pxtserve_target, serve_flags
 
         results: dict[str, dict[str, Any]] = {}
         candidates: list[ServerTarget] = []
         if "pxtserve" in self.servers:
             candidates.append(pxtserve_target(self.service_file, name="pxtserve", job_workers=True))
+            if "--job-runner" in serve_flags():
+                # serve's default runs the jobs in its web process; its job cluster is the other runner
+                cluster = pxtserve_target(
+                    self.service_file, name="pxtserve cluster", job_workers=True, job_runner="cluster"
+                )
+                candidates.append(cluster)
         if "reference" in self.servers:
             candidates.append(self.servers["reference"])
         for target in candidates:
-            if target.name == "pxtserve" and not self.jobs_supported:
+            if target.name.startswith("pxtserve") and not self.jobs_supported:
                 results[target.name] = {"skipped": "the background route did not register"}
                 continue
             base = self.ids.next_base()
             print(f"background jobs: {target.name} ...", flush=True)
             try:
                 with Server(target, self.log_dir) as server:
-                    results[target.name] = measure_jobs(server.url, base, n_jobs=self.options.jobs_n).as_dict()
+                    measured = measure_jobs(server.url, base, n_jobs=self.options.jobs_n, server_pid=server.pid)
+                    results[target.name] = measured.as_dict()
             except Exception as exc:  # noqa: BLE001 - reported in the figure, the run goes on
                 results[target.name] = {"skipped": f"{type(exc).__name__}: {exc}"[:2000]}
             finally:

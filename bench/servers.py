@@ -51,9 +51,10 @@ def pxtserve_target(
     job_workers: bool = False,
     web_workers: int | None = None,
     metrics: bool = True,
+    job_runner: str | None = None,
 ) -> ServerTarget:
-    """`manage.py serve bench --config FILE`; without job workers unless asked, --workers N if given, and with
-    PXTSERVE_METRICS=0 (no metrics, no /metrics) for `metrics=False`."""
+    """`manage.py serve bench --config FILE`; without job workers unless asked, --workers N if given, with
+    `--job-runner` if given, and with PXTSERVE_METRICS=0 (no metrics, no /metrics) for `metrics=False`."""
     flags = serve_flags()
     command = [sys.executable, "manage.py", "serve", "bench", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", PORT_PLACEHOLDER]
@@ -65,6 +66,8 @@ def pxtserve_target(
             notes.append("serve has no --no-workers flag yet: started without it")
     if web_workers is not None:
         command += ["--workers", str(web_workers)]
+    if job_runner is not None:
+        command += ["--job-runner", job_runner]
     # the reference logs no line per request (uvicorn with log_config=None, as `pxt service run`)
     if "--no-access-log" in flags:
         command.append("--no-access-log")
