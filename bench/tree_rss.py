@@ -156,13 +156,13 @@ def main() -> None:
     log_dir.mkdir()
     try:
         create_and_preload()
-        serve = pxtserve_target(Path("bench/service.toml"), job_workers=True)
-        if args.job_workers is not None:
-            serve = replace(serve, env=(*serve.env, ("PXTSERVE_JOB_WORKERS", str(args.job_workers))))
         targets = [reference_target()]
         for runner in args.job_runners.split(","):
-            env = (*serve.env, ("PXTSERVE_JOB_RUNNER", runner))
-            targets.append(replace(serve, name=f"{serve.name} ({runner} jobs)", env=env))
+            serve = pxtserve_target(Path("bench/service.toml"), job_workers=True, job_runner=runner)
+            serve = replace(serve, name=f"{serve.name} ({runner} jobs)")
+            if args.job_workers is not None:
+                serve = replace(serve, env=(*serve.env, ("PXTSERVE_JOB_WORKERS", str(args.job_workers))))
+            targets.append(serve)
         results = []
         for n, target in enumerate(targets):
             print(f"measuring {target.name} ...", flush=True)
